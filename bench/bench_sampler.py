@@ -1,0 +1,146 @@
+"""Benchmark: our ``hf`` sampler versus ``transformers``' ``model.generate`` on a tiny model.
+
+Same prompts, same settings, same number of samples; prints samples/s and tokens/s for both and
+the ratio, per torch thread count. With no ``--model`` a random tiny Llama (vocab ~40, hidden 64,
+2 layers, as in the tests) and a character-level tokenizer are built in memory.
+
+    PYTHONPATH=. python bench/bench_sampler.py                  # 16 prompts x 64, 64 new tokens
+    PYTHONPATH=. python bench/bench_sampler.py --model PATH --eos natural --threads 1,2
+
+``--eos off`` (default) makes every row run to ``max_new_tokens`` so both sides generate the
+same number of tokens; ``--eos natural`` lets rows stop at EOS (our sampler then prunes
+finished rows, generate keeps stepping them until all are done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import string
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rlboundary.trainer.samplers.hf import HFSampler, _left_pad  # noqa: E402
+from rlboundary.trainer.scoring import encode_prompts  # noqa: E402
+
+SPECIALS = ["<pad>", "<s>", "</s>", "<think>", "</think>", "<answer>", "</answer>"]
+CHARS = list(string.digits + "+-*= ") + list("abcdefghijklmnopqrst")
+
+
+def tiny_model_and_tokenizer(seed: int = 0):
+    """Random tiny Llama + char-level PreTrainedTokenizerFast (like tests/test_samplers.py)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(SPECIALS + CHARS)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
+    core.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, bos_token="<s>", eos_token="</s>",
+                                  pad_token="<pad>", unk_token="<pad>")
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=192,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                      max_position_embeddings=256, tie_word_embeddings=True,
+                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    return LlamaForCausalLM(cfg).eval(), tok
+
+
+def make_prompts(k: int) -> list[str]:
+    """``k`` arithmetic-looking prompts of varied length."""
+    return [f"{i * 37 % 1000}+{i * 91 % 100000}=" * (1 + i % 3) for i in range(k)]
+
+
+def response_tokens(gen_ids: torch.Tensor, eos: int | None, pad: int) -> int:
+    """Count response tokens in ``(S, T)`` generate output: up to and incl. the first EOS."""
+    if eos is None:  # nothing stops a row: every position was generated
+        return gen_ids.numel()
+    is_eos = gen_ids == eos
+    has = is_eos.any(1)
+    lens = torch.where(has, is_eos.int().argmax(1) + 1, gen_ids.shape[1])
+    return int(lens.sum())
+
+
+def run_generate(model, tok, prompts, a) -> tuple[float, int]:
+    """Time ``model.generate`` (sampling, num_return_sequences=n); ``-> (seconds, tokens)``."""
+    from transformers import GenerationConfig
+
+    eos = None if a.eos == "off" else tok.eos_token_id
+    ids, mask = _left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
+    gc = GenerationConfig(do_sample=True, max_new_tokens=a.max_new_tokens,
+                          temperature=a.temperature, top_p=a.top_p, top_k=0,
+                          num_return_sequences=a.n, pad_token_id=tok.pad_token_id,
+                          eos_token_id=eos, bos_token_id=tok.bos_token_id)
+    torch.manual_seed(0)
+    saved = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = eos  # else generate falls back to the model's EOS
+    try:
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, generation_config=gc)
+        dt = time.perf_counter() - t0
+    finally:
+        model.generation_config.eos_token_id = saved
+    return dt, response_tokens(out[:, ids.shape[1]:], eos, tok.pad_token_id)
+
+
+def run_ours(model, tok, prompts, a) -> tuple[float, int]:
+    """Time our sampler on the same work; ``-> (seconds, tokens)``."""
+    s = HFSampler(model=model, tokenizer=tok, batch_size=a.batch_size,
+                  ignore_eos=a.eos == "off", fast_path=a.fast_path)
+    t0 = time.perf_counter()
+    b = s.sample(prompts, a.n, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
+                 top_p=a.top_p, seed=0)
+    return time.perf_counter() - t0, int(b.lengths.sum())
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="saved HF model dir (default: random tiny Llama)")
+    p.add_argument("--prompts", type=int, default=16)
+    p.add_argument("--n", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--threads", default="1,2", help="comma list of torch thread counts")
+    p.add_argument("--repeats", type=int, default=3, help="best of N (the machine may be shared)")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--fast-path", default="auto")
+    p.add_argument("--eos", choices=["off", "natural"], default="off")
+    a = p.parse_args(argv)
+    if a.model:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(a.model).eval()
+        tok = AutoTokenizer.from_pretrained(a.model)
+    else:
+        model, tok = tiny_model_and_tokenizer()
+    prompts = make_prompts(a.prompts)
+    S = a.prompts * a.n
+    print(f"{a.prompts} prompts x {a.n} samples = {S}, max_new_tokens={a.max_new_tokens}, "
+          f"T={a.temperature}, top_p={a.top_p}, eos={a.eos}, best of {a.repeats}")
+    print(f"{'threads':>7} {'engine':<16} {'seconds':>8} {'samples/s':>10} {'tokens/s':>10} "
+          f"{'speedup':>8}")
+    for threads in [int(x) for x in a.threads.split(",")]:
+        torch.set_num_threads(threads)
+        small = argparse.Namespace(**{**vars(a), "n": 2, "max_new_tokens": 4})
+        run_generate(model, tok, prompts[:2], small)  # warm-up (lazy init, allocator)
+        run_ours(model, tok, prompts[:2], small)
+        best = {}
+        for _ in range(a.repeats):  # interleaved so background load hits both alike
+            for name, fn in (("hf.generate", run_generate), ("rlboundary hf", run_ours)):
+                dt, ntok = fn(model, tok, prompts, a)
+                if name not in best or dt < best[name][0]:
+                    best[name] = (dt, ntok)
+        base = S / best["hf.generate"][0]
+        for name, (dt, ntok) in best.items():
+            print(f"{threads:>7} {name:<16} {dt:>8.2f} {S / dt:>10.1f} {ntok / dt:>10.0f} "
+                  f"{S / dt / base:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""rlboundary's command line: the one reader of Hydra configs.
+
+    rlboundary data prepare NAME [--source PATH] [--out DIR] [key=value ...]
+    rlboundary base build [key=value ...]
+    rlboundary demo [key=value ...]
+    rlboundary probe [model=PATH] [base=PATH] [series=DIR] [data=NAME] [n=256] [key=value ...]
+    rlboundary report RUN_DIR
+
+Everything after the sub-command is a Hydra override of `rlboundary/conf/config.yaml`
+(e.g. `base.pretrain.steps=300 n=64`); `base=PATH` is short for `base.path=PATH`. Each phase prints how long it took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from typing import Iterator
+
+from omegaconf import DictConfig, OmegaConf
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module="rlboundary.conf", version_base=None):
+        return hydra_compose(config_name="config", overrides=overrides)
+
+
+def recipe_overrides(recipe: str | None) -> list[str]:
+    """A recipe file (`# @package _global_`, config only) composed on top of conf/config.yaml:
+    its folder's parent joins Hydra's search path and the folder becomes a config group."""
+    if not recipe:
+        return []
+    path = os.path.abspath(recipe if recipe.endswith(".yaml") else recipe + ".yaml")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"recipe not found: {path}")
+    folder = os.path.dirname(path)
+    name = os.path.splitext(os.path.basename(path))[0]
+    return [f"hydra.searchpath=[file://{os.path.dirname(folder)}]",
+            f"+{os.path.basename(folder)}={name}"]
+
+
+def plain(cfg) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@contextlib.contextmanager
+def phase(name: str, timings: dict[str, float]) -> Iterator[None]:
+    t0 = time.perf_counter()
+    print(f"[rlboundary] {name} ...", flush=True)
+    yield
+    timings[name] = time.perf_counter() - t0
+    print(f"[rlboundary] {name} done in {timings[name]:.1f} s", flush=True)
+
+
+def cmd_data_prepare(args: argparse.Namespace, overrides: list[str]) -> None:
+    from rlboundary.tasks import TASKS
+    from rlboundary.tasks.export import write_dataset
+
+    extra = [f"data={args.name}"] + ([f"data.source={args.source}"] if args.source else [])
+    cfg = compose(extra + overrides)
+    data = plain(cfg.data)
+    task = TASKS.get(data.pop("name"))
+    out = args.out or f"data/{task.name}"
+    timings: dict[str, float] = {}
+    with phase(f"prepare {task.name}", timings):
+        records = task.load(cache_dir=cfg.cache_dir, **data)
+        man = write_dataset(task, records, out, {"name": task.name, **data})
+    for split, info in man["splits"].items():
+        print(f"  {split}: {info['count']} problems, ids sha256 {info['ids_sha256']}")
+    print(f"  wrote {out}/{{{','.join(man['splits'])}}}.parquet and {out}/manifest.json")
+
+
+def build_base(cfg: DictConfig, timings: dict[str, float]) -> str:
+    from rlboundary.trainer.base_model import build_base as _build
+
+    with phase("build tiny base model", timings):
+        path = _build(plain(cfg.base), cfg.cache_dir, force=cfg.force, progress=cfg.progress)
+    with open(f"{path}/build_info.json") as fh:
+        info = json.load(fh)
+    print(f"  {path}: {info['params']:,} parameters, final loss {info['final_loss']:.3f}, "
+          f"built in {info['seconds']:.0f} s")
+    return path
+
+
+def heldout_accuracy(cfg: DictConfig, model_path: str, timings: dict[str, float]) -> None:
+    """Mean accuracy over `eval_samples` samples per held-out problem, by difficulty."""
+    from rlboundary.tasks import TASKS
+    from rlboundary.trainer.rollout import accuracy_by_difficulty, sample_and_score
+    from rlboundary.trainer.samplers import make_sampler
+
+    data = plain(cfg.data)
+    task = TASKS.get(data.pop("name"))
+    records = [r for r in task.load(cache_dir=cfg.cache_dir, **data) if r.split == "test"]
+    sampler_kw = plain(cfg.sampler)
+    sampler = make_sampler(sampler_kw.pop("name"), model_path, **sampler_kw)
+    k = cfg.eval_samples
+    with phase(f"sample {k} x {len(records)} held-out problems", timings):
+        scored = sample_and_score(sampler, task, records, n=k, seed=cfg.seed,
+                                  progress=cfg.progress, **plain(cfg.sampling))
+    print(f"\nheld-out accuracy of the base model ({k} samples per problem, "
+          f"T={cfg.sampling.temperature}):")
+    print(accuracy_by_difficulty(scored, records).to_string(
+        index=False, float_format=lambda x: f"{x:.3f}"))
+
+
+def probe_settings(cfg: DictConfig, base_path: str) -> dict:
+    """The plain mapping the probe runner takes (it never sees Hydra)."""
+    datasets = {}
+    for name in cfg.probe.datasets:
+        datasets[name] = plain(compose([f"data={name}"]).data) if name != cfg.data.name \
+            else plain(cfg.data)
+    out = plain(cfg)
+    out["base_path"] = base_path
+    out["probe"]["datasets"] = datasets
+    out["probes"] = list(out["probes"].values())
+    return out
+
+
+def resolve_base(cfg: DictConfig, timings: dict[str, float]) -> str:
+    """The base model's directory: `base.path` when given, else the tiny model we build."""
+    if cfg.base.get("path"):
+        if not os.path.isdir(cfg.base.path):
+            raise FileNotFoundError(f"base model not found: {cfg.base.path}")
+        return cfg.base.path
+    return build_base(cfg, timings)
+
+
+def cmd_base_build(args: argparse.Namespace, overrides: list[str]) -> None:
+    cfg = compose(overrides)
+    timings: dict[str, float] = {}
+    path = build_base(cfg, timings)
+    heldout_accuracy(cfg, path, timings)
+
+
+def run_probe(cfg: DictConfig, timings: dict[str, float]) -> dict:
+    from rlboundary.trainer.probe_runner import probe_checkpoint, probe_series
+
+    base = resolve_base(cfg, timings)
+    settings = probe_settings(cfg, base)
+    with phase(f"probe (n={cfg.n}) -> {cfg.run_dir}", timings):
+        if cfg.series:
+            return probe_series(cfg.series, settings)
+        model = cfg.model or base
+        step = cfg.step if cfg.step is not None else (0 if model == base else _step_of(model))
+        return {step: probe_checkpoint(model, step, settings)}
+
+
+def _step_of(path: str) -> int:
+    nums = re.findall(r"\d+", os.path.basename(os.path.normpath(path)))
+    return int(nums[-1]) if nums else 1
+
+
+def print_summary(results: dict) -> None:
+    for step, per_data in sorted(results.items()):
+        for name, m in per_data.items():
+            ks = [k for k in (1, 16, 256) if f"pass@{k}" in m]
+            cells = "  ".join(f"pass@{k} {m[f'pass@{k}']:.3f}" for k in ks)
+            extra = "".join(f"  {key} {m[key]:.3f}" for key in ("delta_se", "ppl_base",
+                                                                  "entropy") if key in m)
+            print(f"  step {step:>6} {name}: {cells}{extra}")
+
+
+def write_report(cfg: DictConfig, run_dir: str, timings: dict[str, float]) -> None:
+    from rlboundary.report import write_report as _write
+
+    with phase("report", timings):
+        path = _write(run_dir)
+    print(f"  report: {path}")
+    if cfg.report.wandb:
+        from rlboundary.report.wandb_log import log_run_dir
+
+        log_run_dir(run_dir, project=cfg.report.wandb_project)
+
+
+def cmd_probe(args: argparse.Namespace, overrides: list[str]) -> None:
+    cfg = compose(overrides)
+    timings: dict[str, float] = {}
+    print_summary(run_probe(cfg, timings))
+    write_report(cfg, cfg.run_dir, timings)
+    print("phase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+
+
+def cmd_report(args: argparse.Namespace, overrides: list[str]) -> None:
+    cfg = compose(overrides)
+    write_report(cfg, args.run_dir, {})
+
+
+def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> None:
+    from rlboundary.trainer.probe_runner import ProbeStore
+
+    cfg = compose(overrides)
+    timings: dict[str, float] = {}
+    results = run_probe(cfg, timings)
+    print_summary(results)
+    rows = ProbeStore(cfg.run_dir, cfg.data.name, 0).load()
+    rows["accuracy"] = rows["c"] / rows["n"]
+    table = rows.groupby("difficulty").agg(problems=("c", "size"), accuracy=("accuracy", "mean"),
+                                           solved_at_n=("c", lambda c: (c > 0).mean()))
+    print(f"\nbase model on {len(rows)} held-out problems, {cfg.n} samples each "
+          f"(T={cfg.sampling.temperature}): mean accuracy and share solved at k={cfg.n}")
+    print(table.to_string(float_format=lambda x: f"{x:.3f}"))
+    write_report(cfg, cfg.run_dir, timings)
+    print("\nphase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+
+
+SHORTHANDS = {"base": "base.path"}
+
+
+def expand_shorthands(overrides: list[str]) -> list[str]:
+    """`base=PATH` means an existing base model (the `base` group holds build settings)."""
+    out = []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key in SHORTHANDS and ("/" in value or os.path.isdir(value)):
+            o = f"{SHORTHANDS[key]}={value}"
+        out.append(o)
+    return out
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rlboundary", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--recipe", help="a recipe yaml (e.g. recipes/tiny_probe.yaml)")
+    sub = p.add_subparsers(dest="command", required=True)
+    data = sub.add_parser("data", help="dataset preparation").add_subparsers(dest="action",
+                                                                            required=True)
+    prep = data.add_parser("prepare", parents=[common],
+                           help="write verl-ready parquet and a manifest")
+    prep.add_argument("name", help="task name: omni_math_rule, math500, arithmetic")
+    prep.add_argument("--source", help="local jsonl path (default: download)")
+    prep.add_argument("--out", help="output directory (default: data/NAME)")
+    prep.set_defaults(func=cmd_data_prepare)
+    base = sub.add_parser("base", help="the tiny base model").add_subparsers(dest="action",
+                                                                            required=True)
+    base.add_parser("build", parents=[common], help="build (or reuse) the tiny base model").set_defaults(
+        func=cmd_base_build)
+    sub.add_parser("demo", parents=[common], help="the embedded study on this machine").set_defaults(func=cmd_demo)
+    sub.add_parser("probe", parents=[common], help="probe a checkpoint (model=PATH) or a series (series=DIR)"
+                   ).set_defaults(func=cmd_probe)
+    rep = sub.add_parser("report", parents=[common], help="write RUN_DIR/report/index.html")
+    rep.add_argument("run_dir")
+    rep.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parser().parse_known_args(argv)
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        print(f"rlboundary: unrecognised arguments {bad}; settings are key=value overrides",
+              file=sys.stderr)
+        return 2
+    args.func(args, recipe_overrides(args.recipe) + expand_shorthands(overrides))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,30 @@
+"""Probes: pure numpy functions from per-problem sample counts and scores to metrics.
+
+Layer rule: this package imports only numpy, torch (lazily, for reductions over logits) and
+`rlboundary.registry`; no pandas, no file or network I/O. Callers load tables and pass columns.
+
+Modules:
+- passk: exact unbiased pass@k, bootstrap bands over problems, paired differences, ΔSE and the
+  base/policy crossover k.
+- stats: per-token entropy, base-model perplexity, the per-problem accuracy histogram.
+- ledger: which problems base and policy solve at all (coverage, transitions).
+- suite: the PROBES registry of fn(cur, base, **params) -> dict[str, float] and run_probes.
+
+See each module's docstring for why it exists and where it differs from arXiv 2504.13837.
+"""
+
+from .ledger import CATEGORIES, coverage, ledger_categories, transitions
+from .passk import (DeltaSE, bootstrap_ci, crossover_k, delta_se, paired_diff_ci, pass_at_k,
+                    pass_at_k_curve)
+from .stats import (DEFAULT_EDGES, accuracy_bin_keys, accuracy_bin_labels, accuracy_histogram,
+                    entropy_per_problem, mean_token_entropy, perplexity,
+                    token_entropy_from_logits, weighted_mean)
+from .suite import DEFAULT_KS, PROBES, run_probes
+
+__all__ = [
+    "CATEGORIES", "DEFAULT_EDGES", "DEFAULT_KS", "DeltaSE", "PROBES",
+    "accuracy_bin_keys", "accuracy_bin_labels", "accuracy_histogram", "bootstrap_ci",
+    "coverage", "crossover_k", "delta_se", "entropy_per_problem", "ledger_categories",
+    "mean_token_entropy", "paired_diff_ci", "pass_at_k", "pass_at_k_curve", "perplexity",
+    "run_probes", "token_entropy_from_logits", "transitions", "weighted_mean",
+]

@@ -1,0 +1,264 @@
+"""Exact pass@k, its bootstrap bands, and the two summary numbers built on it.
+
+Why: the question "did RL shrink what the model can solve?" is answered by comparing pass@k
+curves of the base model and the RL policy out to large k (the study, arXiv 2504.13837, goes to
+k=256). That needs an estimator that is unbiased at every k <= n, stable for n in the hundreds,
+and fast enough to run at every checkpoint.
+
+Estimator: with n samples of which c are correct, the chance that k samples drawn *without
+replacement* contain at least one correct one is
+
+    pass@k = 1 - C(n-c, k) / C(n, k) = 1 - prod_{i=0}^{k-1} (n-c-i) / (n-i)
+
+(Chen et al. 2021, the same estimator the study uses). We evaluate the product for every
+k = 1..max(k) at once as a cumulative sum of log1p(-c / (n-i)) followed by -expm1, which keeps
+full relative precision when pass@k is tiny and never forms a binomial coefficient (C(256, 128)
+overflows nothing here but does lose digits in float64). c = 0 gives exactly 0; n - c < k gives
+exactly 1 (a factor of the product is exactly zero).
+
+Where we differ from common tooling:
+- verl's best@N validation metric bootstraps k of the n responses *with* replacement, which is
+  biased low: with 1 correct response out of 4, best@4 is 1 - (3/4)^4 ~ 0.68 although every
+  4-subset of those 4 responses contains the correct one (unbiased pass@4 = 1.0). We never
+  resample responses; we resample *problems* (below) only to get confidence bands.
+- The study reports point curves; we add percentile bootstrap 95% bands over problems, and a
+  paired band for the difference between two checkpoints on the same problems (pairing removes
+  the between-problem variance that dominates unpaired bands).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+# Largest number of float64 cells one block of the (problems, k) work matrix may hold.
+_BLOCK_CELLS = 1 << 22
+# Tolerance for "base curve has reached the policy curve" (float noise in -expm1 of sums).
+_TIE_TOL = 1e-12
+
+
+def _as_int_array(x, name: str) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise ValueError(f"{name} must hold whole numbers, got {a!r}")
+        a = a.astype(np.int64)
+    elif a.dtype.kind in "iub":
+        a = a.astype(np.int64)
+    else:
+        raise ValueError(f"{name} must be integer, got dtype {a.dtype}")
+    return a
+
+
+def _check_nc(n, c) -> tuple[np.ndarray, np.ndarray]:
+    """Validate and broadcast sample counts; returns 1-D int64 arrays (P,)."""
+    n = _as_int_array(n, "n")
+    c = _as_int_array(c, "c")
+    if n.ndim > 1 or c.ndim > 1:
+        raise ValueError(f"n and c must be scalars or 1-D (P,), got shapes {n.shape}, {c.shape}")
+    n, c = np.broadcast_arrays(np.atleast_1d(n), np.atleast_1d(c))
+    if np.any(n < 1):
+        raise ValueError(f"n must be >= 1 for every problem, got min n = {int(n.min())}")
+    if np.any(c < 0) or np.any(c > n):
+        bad = int(np.flatnonzero((c < 0) | (c > n))[0])
+        raise ValueError(f"need 0 <= c <= n; problem {bad} has c={int(c[bad])}, n={int(n[bad])}")
+    return n, c
+
+
+def _check_ks(k, n: np.ndarray) -> np.ndarray:
+    """Validate k against every problem's n; returns 1-D int64 (K,)."""
+    ks = _as_int_array(k, "k")
+    if ks.ndim > 1:
+        raise ValueError(f"k must be an int or 1-D (K,), got shape {ks.shape}")
+    ks = np.atleast_1d(ks)
+    if ks.size and int(ks.min()) < 1:
+        raise ValueError(f"pass@k needs k >= 1, got k={int(ks.min())}")
+    if ks.size and n.size and int(ks.max()) > int(n.min()):
+        bad = int(np.argmin(n))
+        raise ValueError(
+            f"pass@k needs k <= n, got k={int(ks.max())} but problem {bad} has only "
+            f"n={int(n[bad])} samples")
+    return ks
+
+
+def _matrix(n: np.ndarray, c: np.ndarray, ks: np.ndarray) -> np.ndarray:
+    """Per-problem pass@k for validated inputs: (P,), (P,), (K,) -> (P, K) float64."""
+    P, K = n.size, ks.size
+    out = np.empty((P, K), dtype=np.float64)
+    if P == 0 or K == 0:
+        return out
+    kmax = int(ks.max())
+    i = np.arange(kmax, dtype=np.float64)                    # (kmax,)
+    rows = max(1, _BLOCK_CELLS // kmax)
+    for s in range(0, P, rows):
+        nb = n[s:s + rows, None].astype(np.float64)          # (b, 1)
+        cb = c[s:s + rows, None].astype(np.float64)
+        # log of factor i: log((n-c-i)/(n-i)) = log1p(-c/(n-i)); i <= k-1 <= n-1 so n-i >= 1.
+        # Once i >= n-c the factor is 0 (log -inf, product 0, pass@k exactly 1); beyond that
+        # c/(n-i) would exceed 1 and log1p would give NaN, so clip the ratio at 1.
+        ratio = np.minimum(cb / np.maximum(nb - i, 1.0), 1.0)  # (b, kmax)
+        with np.errstate(divide="ignore"):
+            logq = np.cumsum(np.log1p(-ratio), axis=1)
+        out[s:s + rows] = -np.expm1(logq[:, ks - 1])
+    return out
+
+
+def pass_at_k(n, c, k):
+    """Unbiased pass@k = 1 - C(n-c, k) / C(n, k) per problem.
+
+    Shapes: n, c are scalars or (P,) (broadcast against each other); k is an int or (K,).
+    Returns a float for scalar n, c, k; (P,) for array n/c and int k; (K,) for scalar n/c and
+    array k; (P, K) for both arrays.
+
+    Raises ValueError unless 0 <= c <= n and 1 <= k <= n for every problem (the message names
+    the offending k and n).
+    """
+    n_scalar = np.ndim(n) == 0 and np.ndim(c) == 0
+    k_scalar = np.ndim(k) == 0
+    n_arr, c_arr = _check_nc(n, c)
+    ks = _check_ks(k, n_arr)
+    m = _matrix(n_arr, c_arr, ks)
+    if n_scalar and k_scalar:
+        return float(m[0, 0])
+    if n_scalar:
+        return m[0]
+    if k_scalar:
+        return m[:, 0]
+    return m
+
+
+def pass_at_k_curve(n, c, ks) -> np.ndarray:
+    """Mean pass@k over problems: n, c (P,), ks (K,) or int -> (K,). NaN when P == 0."""
+    n_arr, c_arr = _check_nc(n, c)
+    k_arr = _check_ks(ks, n_arr)
+    if n_arr.size == 0:
+        return np.full(k_arr.size, np.nan)
+    return _matrix(n_arr, c_arr, k_arr).mean(axis=0)
+
+
+def _resample_weights(P: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each problem is drawn in each replicate: (n_boot, P) float64, rows sum to P.
+
+    Equivalent to indexing rows with an (n_boot, P) matrix of draws-with-replacement, but lets
+    the replicate means be one (n_boot, P) @ (P, K) product instead of an (n_boot, P, K) gather.
+    """
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, P, size=(n_boot, P))
+    flat = idx + (np.arange(n_boot)[:, None] * P)
+    return np.bincount(flat.ravel(), minlength=n_boot * P).reshape(n_boot, P).astype(np.float64)
+
+
+def _percentile_band(per_problem: np.ndarray, n_boot: int, seed: int, alpha: float):
+    """Point mean and percentile band of the mean over rows: (P, K) -> (K,), (K,), (K,)."""
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    if int(n_boot) < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    P, K = per_problem.shape
+    if P == 0:
+        nan = np.full(K, np.nan)
+        return nan, nan.copy(), nan.copy()
+    mean = per_problem.mean(axis=0)
+    # Centre first: replicate = mean + W @ (x - mean) / P. Identical rows then give exactly
+    # zero deviations, so the band collapses to the point exactly, not to within rounding.
+    dev = per_problem - mean
+    w = _resample_weights(P, int(n_boot), seed)
+    boot = mean + (w @ dev) / P                                # (n_boot, K)
+    lo, hi = np.quantile(boot, [alpha / 2.0, 1.0 - alpha / 2.0], axis=0)
+    return mean, lo, hi
+
+
+def bootstrap_ci(n, c, ks, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05):
+    """Percentile bootstrap band for mean pass@k, resampling problems with replacement.
+
+    Shapes: n, c (P,); ks (K,) or int. Returns (lo (K,), hi (K,)), the alpha/2 and 1-alpha/2
+    quantiles of n_boot replicate means. Deterministic for a given seed; NaN when P == 0.
+    Per-problem pass@k is computed once; replicates reuse it (no re-estimation per draw).
+    """
+    n_arr, c_arr = _check_nc(n, c)
+    k_arr = _check_ks(ks, n_arr)
+    _, lo, hi = _percentile_band(_matrix(n_arr, c_arr, k_arr), n_boot, seed, alpha)
+    # Centring leaves float dust (e.g. -1e-18) at the edges; a probability band stays in [0, 1].
+    return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
+
+
+def paired_diff_ci(n_a, c_a, n_b, c_b, ks, n_boot: int = 1000, seed: int = 0,
+                   alpha: float = 0.05):
+    """Mean pass@k of checkpoint a minus checkpoint b on the same problems, with a paired band.
+
+    Shapes: n_a, c_a, n_b, c_b (P,), rows aligned by problem; ks (K,) or int, each k <= every
+    n_a and n_b. Each replicate draws one set of problems and applies it to both checkpoints,
+    so shared problem difficulty cancels. Returns (diff (K,), lo (K,), hi (K,)).
+    Identical inputs give exactly zero for all three.
+    """
+    na, ca = _check_nc(n_a, c_a)
+    nb, cb = _check_nc(n_b, c_b)
+    if na.shape != nb.shape:
+        raise ValueError(f"paired inputs need the same problems, got {na.size} and {nb.size} rows")
+    k_arr = _check_ks(ks, np.concatenate([na, nb]))
+    d = _matrix(na, ca, k_arr) - _matrix(nb, cb, k_arr)
+    return _percentile_band(d, n_boot, seed, alpha)
+
+
+class DeltaSE(NamedTuple):
+    """Sampling-efficiency gap and the k it was measured at (k < requested when n < k)."""
+
+    value: float
+    k: int
+
+
+def delta_se(base_n, base_c, pol_n, pol_c, k: int = 256) -> DeltaSE:
+    """The study's sampling-efficiency gap: mean base pass@k minus mean policy pass@1.
+
+    Shapes: all (P,), rows aligned by problem. Large values mean the base model, given k
+    tries, still solves much more than the policy does in one.
+
+    When some base problem has fewer than k samples, pass@k is undefined there; we then use
+    k = min(base_n) for every problem (one k for the whole set, so the mean is one curve point)
+    and return it as `.k`; callers should label the number "ΔSE@<k>" when k differs from the
+    request. The study always had n >= 256 so its ΔSE is the k=256 case.
+    """
+    bn, bc = _check_nc(base_n, base_c)
+    pn, pc = _check_nc(pol_n, pol_c)
+    if bn.shape != pn.shape:
+        raise ValueError(f"base and policy need the same problems, got {bn.size} and {pn.size}")
+    if int(k) < 1:
+        raise ValueError(f"delta_se needs k >= 1, got k={k}")
+    if bn.size == 0:
+        return DeltaSE(float("nan"), int(k))
+    k_used = min(int(k), int(bn.min()))
+    base = float(_matrix(bn, bc, np.array([k_used])).mean())
+    pol = float((pc / pn).mean())
+    return DeltaSE(base - pol, k_used)
+
+
+def crossover_k(base_n, base_c, pol_n, pol_c, ks: Sequence[int] | None = None) -> int | None:
+    """Smallest k at which the base model's mean pass@k reaches (>=) the policy's.
+
+    Shapes: all (P,), rows aligned by problem. ks: candidate k values (any order); default every
+    k from 1 to the largest k both checkpoints support. Candidates above min(base_n) or
+    min(pol_n) are ignored (pass@k is undefined there). Returns None when the base curve stays
+    below the policy's at every supported candidate (or no candidate is supported). "Reaches"
+    allows 1e-12 of float noise, so exact ties count as crossing.
+    """
+    bn, bc = _check_nc(base_n, base_c)
+    pn, pc = _check_nc(pol_n, pol_c)
+    if bn.shape != pn.shape:
+        raise ValueError(f"base and policy need the same problems, got {bn.size} and {pn.size}")
+    if bn.size == 0:
+        return None
+    k_sup = min(int(bn.min()), int(pn.min()))
+    if ks is None:
+        cand = np.arange(1, k_sup + 1)
+    else:
+        cand = np.unique(_as_int_array(np.atleast_1d(ks), "ks"))
+        if cand.size and int(cand.min()) < 1:
+            raise ValueError(f"crossover_k needs k >= 1, got k={int(cand.min())}")
+        cand = cand[cand <= k_sup]
+    if cand.size == 0:
+        return None
+    base = _matrix(bn, bc, cand).mean(axis=0)
+    pol = _matrix(pn, pc, cand).mean(axis=0)
+    hit = np.flatnonzero(base >= pol - _TIE_TOL)
+    return int(cand[hit[0]]) if hit.size else None

@@ -1,0 +1,222 @@
+"""The registered probes: per-problem table columns in, scalar metrics out.
+
+Every probe has the CONTRACTS.md signature
+
+    fn(cur: Mapping[str, array], base: Mapping[str, array] | None, **params) -> dict[str, float]
+
+where `cur` and `base` are column mappings of the per-problem probe table (a pandas DataFrame
+works; only `[...]` and `in` are used), rows aligned by problem_id by the caller. Probes that
+compare with the base model return {} when base is None; probes whose input column is absent or
+unmeasured (all NaN / zero tokens) return {} rather than a NaN so the metric log stays clean.
+Each probe has a Hydra config rlboundary/conf/probe/<name>.yaml holding its name and params.
+
+Probes must not raise on an ordinary run (they run at every checkpoint): k values above the
+smallest sample count are dropped rather than rejected, and the count itself is added instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from rlboundary.registry import Registry
+
+from .ledger import coverage
+from .passk import _check_nc, _matrix, _percentile_band, crossover_k, delta_se
+from .stats import accuracy_bin_keys, accuracy_histogram, perplexity, weighted_mean
+
+Probe = Callable[..., dict]
+PROBES: Registry[Probe] = Registry("probe")
+
+#: Powers of two to 256, the study's k grid.
+DEFAULT_KS = tuple(2**i for i in range(9))
+
+
+def _col(table: Mapping, name: str, dtype=float) -> np.ndarray | None:
+    if name not in table:
+        return None
+    return np.asarray(table[name], dtype=dtype)
+
+
+def _supported_ks(ks: Iterable[int], n_min: int) -> list[int]:
+    """ks that pass@k supports with n_min samples; n_min itself is added if any k was dropped."""
+    ks = sorted({int(k) for k in ks})
+    if ks and ks[0] < 1:
+        raise ValueError(f"pass@k needs k >= 1, got k={ks[0]}")
+    keep = [k for k in ks if k <= n_min]
+    if len(keep) < len(ks) and n_min not in keep:
+        keep.append(n_min)
+    return keep
+
+
+def _same_rows(cur: Mapping, base: Mapping) -> None:
+    a, b = len(np.asarray(cur["n"])), len(np.asarray(base["n"]))
+    if a != b:
+        raise ValueError(f"cur and base must be aligned by problem, got {a} and {b} rows")
+
+
+@PROBES.register("pass_at_k")
+def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
+                    n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
+                    valid: bool = True) -> dict[str, float]:
+    """pass@<k>, pass@<k>_lo, pass@<k>_hi (bootstrap band over problems) for each k.
+
+    With valid=True and a c_valid column, also valid_pass@<k> (whole-trace validity) over the
+    problems whose task has a trace check (c_valid >= 0); skipped when none does.
+    """
+    n, c = _check_nc(_col(cur, "n", np.int64), _col(cur, "c", np.int64))
+    if n.size == 0:
+        return {}
+    k_list = _supported_ks(ks, int(n.min()))
+    k_arr = np.asarray(k_list, dtype=np.int64)
+    mean, lo, hi = _percentile_band(_matrix(n, c, k_arr), n_boot, seed, alpha)
+    out: dict[str, float] = {}
+    for i, k in enumerate(k_list):
+        out[f"pass@{k}"] = float(mean[i])
+        out[f"pass@{k}_lo"] = float(lo[i])
+        out[f"pass@{k}_hi"] = float(hi[i])
+    cv = _col(cur, "c_valid", np.int64) if valid else None
+    if cv is not None and (cv >= 0).any():
+        sel = cv >= 0
+        nv, cvv = _check_nc(n[sel], cv[sel])
+        kv = np.asarray(_supported_ks(ks, int(nv.min())), dtype=np.int64)
+        for k, v in zip(kv, _matrix(nv, cvv, kv).mean(axis=0)):
+            out[f"valid_pass@{int(k)}"] = float(v)
+    return out
+
+
+@PROBES.register("entropy")
+def probe_entropy(cur: Mapping, base: Mapping | None = None) -> dict[str, float]:
+    """entropy: mean per-token policy entropy (nats), problems weighted by their token count.
+
+    The weight of a problem is n * mean_len (its response tokens) when mean_len is present,
+    else n_tokens, else 1; problems with a NaN entropy are skipped.
+    """
+    ent = _col(cur, "entropy")
+    if ent is None or not np.isfinite(ent).any():
+        return {}
+    w = None
+    mean_len, n = _col(cur, "mean_len"), _col(cur, "n")
+    if mean_len is not None and n is not None and np.isfinite(mean_len).any():
+        w = mean_len * n
+    elif _col(cur, "n_tokens") is not None:
+        w = _col(cur, "n_tokens")
+    val = weighted_mean(ent, w)
+    return {} if math.isnan(val) else {"entropy": val}
+
+
+@PROBES.register("ppl_base")
+def probe_ppl_base(cur: Mapping, base: Mapping | None = None) -> dict[str, float]:
+    """ppl_base: exp(total base-model NLL / total tokens) of this checkpoint's samples."""
+    nll, tok = _col(cur, "nll_base_sum"), _col(cur, "n_tokens")
+    if nll is None or tok is None:
+        return {}
+    _, overall = perplexity(nll, tok)
+    return {} if math.isnan(overall) else {"ppl_base": overall}
+
+
+@PROBES.register("coverage")
+def probe_coverage(cur: Mapping, base: Mapping | None = None) -> dict[str, float]:
+    """coverage/{both,base_only,policy_only,neither} fractions, plus gained / lost counts.
+
+    gained = problems the policy solves (c > 0) that the base model does not (the
+    policy_only count); lost = the reverse (the base_only count). Relative to the base model,
+    since a probe sees only the current checkpoint and the base; `transitions` in ledger.py
+    compares any two checkpoints.
+    """
+    if base is None:
+        return {}
+    _same_rows(cur, base)
+    cov = coverage(_col(base, "n", np.int64), _col(base, "c", np.int64),
+                   _col(cur, "n", np.int64), _col(cur, "c", np.int64))
+    if cov["n_problems"] == 0:
+        return {}
+    out = {f"coverage/{k}": float(cov[k]) for k in ("both", "base_only", "policy_only", "neither")}
+    out["gained"] = float(cov["n_policy_only"])
+    out["lost"] = float(cov["n_base_only"])
+    return out
+
+
+@PROBES.register("delta_se")
+def probe_delta_se(cur: Mapping, base: Mapping | None = None, *, k: int = 256
+                   ) -> dict[str, float]:
+    """delta_se: base pass@k minus policy pass@1; delta_se_k: the k actually used (<= min n)."""
+    if base is None:
+        return {}
+    _same_rows(cur, base)
+    if len(np.asarray(cur["n"])) == 0:
+        return {}
+    d = delta_se(_col(base, "n", np.int64), _col(base, "c", np.int64),
+                 _col(cur, "n", np.int64), _col(cur, "c", np.int64), k=k)
+    return {"delta_se": d.value, "delta_se_k": float(d.k)}
+
+
+@PROBES.register("crossover_k")
+def probe_crossover_k(cur: Mapping, base: Mapping | None = None, *, ks=None
+                      ) -> dict[str, float]:
+    """crossover_k: smallest k where base pass@k >= policy pass@k; NaN if it never does."""
+    if base is None:
+        return {}
+    _same_rows(cur, base)
+    if len(np.asarray(cur["n"])) == 0:
+        return {}
+    k = crossover_k(_col(base, "n", np.int64), _col(base, "c", np.int64),
+                    _col(cur, "n", np.int64), _col(cur, "c", np.int64), ks=ks)
+    return {"crossover_k": float("nan") if k is None else float(k)}
+
+
+@PROBES.register("acc_hist")
+def probe_acc_hist(cur: Mapping, base: Mapping | None = None, *, bins=None
+                   ) -> dict[str, float]:
+    """acc_hist/<bin>: number of problems per accuracy bin (keys '0', '0-0.1', ..., '0.9-1', '1').
+
+    Binning as accuracy_histogram: exact 0 and exact 1 are their own bins; '0.9-1' is (0.9, 1).
+    """
+    n, c = _col(cur, "n", np.int64), _col(cur, "c", np.int64)
+    if n is None or c is None or n.size == 0:
+        return {}
+    edges, counts = accuracy_histogram(n, c, bins)
+    return {f"acc_hist/{key}": float(v) for key, v in zip(accuracy_bin_keys(edges), counts)}
+
+
+def _normalise(names_and_params) -> list[tuple[str, dict[str, Any]]]:
+    """Accept a name, names, (name, params) pairs, {name: params}, or [{'name': ..., **params}]."""
+    if isinstance(names_and_params, str):
+        return [(names_and_params, {})]
+    if isinstance(names_and_params, Mapping):
+        if "name" in names_and_params:  # a single Hydra probe config
+            d = dict(names_and_params)
+            return [(str(d.pop("name")), d)]
+        return [(str(k), dict(v or {})) for k, v in names_and_params.items()]
+    out = []
+    for item in names_and_params:
+        if isinstance(item, str):
+            out.append((item, {}))
+        elif isinstance(item, Mapping):
+            d = dict(item)
+            if "name" not in d:
+                raise ValueError(f"probe config without a 'name': {item!r}")
+            out.append((str(d.pop("name")), d))
+        else:
+            name, params = item
+            out.append((str(name), dict(params or {})))
+    return out
+
+
+def run_probes(names_and_params, cur: Mapping, base: Mapping | None = None) -> dict[str, float]:
+    """Run several probes and merge their metrics into one dict.
+
+    names_and_params: a probe name, a list of names, (name, params) pairs, a {name: params}
+    mapping, or Hydra-style dicts {'name': ..., **params} (e.g. the conf/probe/*.yaml
+    contents). Two probes producing the same metric name is an error.
+    """
+    out: dict[str, float] = {}
+    for name, params in _normalise(names_and_params):
+        res = PROBES.get(name)(cur, base, **params)
+        clash = out.keys() & res.keys()
+        if clash:
+            raise ValueError(f"probe '{name}' repeats metric(s) {sorted(clash)}")
+        out.update(res)
+    return out

@@ -1,0 +1,173 @@
+"""One self-contained HTML page per run: summary tables and every figure, images inlined.
+
+Inlining the PNGs (base64) means the page can be mailed or attached to a paper review as a
+single file; the PNGs are also written beside it for slides and LaTeX.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import math
+import re
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from rlboundary.report import plots
+from rlboundary.report.load import RunData, load_run, summary
+
+# (file stem, caption, builder, requirement): requirement "steps" = two or more checkpoints,
+# "base" = the base model (step 0) and at least one RL checkpoint, None = always drawn.
+FIGURES: list[tuple[str, str, Callable, str | None]] = [
+    ("pass_at_k", "pass@k per checkpoint; base model black dashed; bands are 95% bootstrap "
+     "CIs over problems.", plots.pass_at_k_figure, None),
+    ("pass_over_steps", "pass@1 and pass@k_max across training (95% CI error bars); dashed "
+     "lines mark the base model.", plots.pass_over_steps_figure, "steps"),
+    ("coverage", "Solvability vs base per checkpoint (solved = at least one of n samples "
+     "correct).", plots.coverage_figure, "base"),
+    ("transitions", "Problems gained / lost between consecutive checkpoints.",
+     plots.transitions_figure, "steps"),
+    ("accuracy_hist", "Per-problem accuracy c/n, first (base) vs latest checkpoint (0 and "
+     "1 are their own bins).", plots.accuracy_histogram_figure, None),
+    ("perplexity", "Base-model perplexity of each checkpoint's samples, one point per "
+     "problem.", plots.perplexity_figure, None),
+    ("entropy", "Per-token policy entropy over training (token-weighted mean; band = IQR "
+     "over problems).", plots.entropy_figure, "steps"),
+    ("validity", "Final-answer pass@k beside whole-trace-validity pass@k.",
+     plots.validity_figure, None),
+]
+# Why a figure builder returned None (its input was not measured).
+UNMEASURED = {
+    "perplexity": "no base-model NLL scores (nll_base_sum / n_tokens) in this run",
+    "entropy": "policy entropy was not measured",
+    "validity": "this dataset has no whole-trace check (c_valid = -1)",
+}
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;color:#222;padding:0 1em}
+h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:.85em;margin:1em 0}
+th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}
+th{background:#f4f4f4}td.l{text-align:left}.ci{color:#777;font-size:.85em}
+.note{background:#fff8e1;border-left:4px solid #E69F00;padding:.5em 1em}
+figure{display:inline-block;margin:1em;vertical-align:top;max-width:560px}
+figure img{max-width:100%}figcaption{font-size:.85em;color:#444}
+.meta{color:#666;font-size:.85em}
+"""
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "&mdash;"
+    if isinstance(v, float) and v.is_integer() and digits == 0:
+        return str(int(v))
+    return f"{v:.{digits}f}"
+
+
+def _pass_cell(row: pd.Series, key: str) -> str:
+    v = row.get(key, math.nan)
+    lo, hi = row.get(f"{key}_lo", math.nan), row.get(f"{key}_hi", math.nan)
+    ci = f' <span class="ci">[{_fmt(lo)}, {_fmt(hi)}]</span>' if pd.notna(lo) else ""
+    return _fmt(v) + ci
+
+
+def summary_html(df: pd.DataFrame) -> str:
+    """Summary table: one row per checkpoint, CIs in grey beside each pass@k."""
+    kmax = int(df["k_max"].iloc[0])
+    pass_keys = [f"pass@{k}" for k in sorted({1, 16, kmax}) if k <= kmax]
+    valid_keys = [f"valid_{k}" for k in pass_keys if f"valid_{k}" in df.columns]
+    cov = [f"coverage/n_{c}" for c in ("both", "base_only", "policy_only", "neither")
+           if f"coverage/n_{c}" in df.columns]
+    trans = [c for c in ("transitions/gained", "transitions/lost") if c in df.columns]
+    cols = (["step", "problems"] + pass_keys + valid_keys
+            + ["delta_se", "crossover_k", "ppl_base", "entropy"] + cov + trans)
+    names = {**{c: c.replace("coverage/n_", "") for c in cov},
+             "transitions/gained": "gained vs prev", "transitions/lost": "lost vs prev",
+             "delta_se": f"delta_se@{kmax}"}  # the study's ΔSE is @256; say which k we used
+    head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in cols)
+    body = []
+    for _, r in df.iterrows():
+        cells = [str(int(r["step"])) + (" (base)" if r["step"] == 0 else ""),
+                 str(int(r["n_problems"]))]
+        cells += [_pass_cell(r, k) for k in pass_keys + valid_keys]
+        cells += [_fmt(r.get("delta_se", math.nan), 4), _fmt(r.get("crossover_k", math.nan), 0),
+                  _fmt(r.get("ppl_base", math.nan)), _fmt(r.get("entropy", math.nan))]
+        cells += [_fmt(r.get(c, math.nan), 0) for c in cov + trans]
+        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _figure_html(path: Path, caption: str) -> str:
+    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(path.name)}">'
+            f"<figcaption>{html.escape(caption)} <i>({html.escape(path.name)})</i>"
+            "</figcaption></figure>")
+
+
+def dataset_section(data: RunData, dataset: str, out_dir: Path) -> tuple[str, list[Path]]:
+    """Summary table, notes on what was skipped and why, and all figures for one dataset."""
+    steps = data.steps(dataset)
+    ok = {None: True, "steps": len(steps) > 1, "base": 0 in steps and len(steps) > 1}
+    notes = []
+    if steps == [0]:
+        notes.append("Only the base model (step 0) has been probed: comparison plots "
+                     "(coverage, transitions, pass and entropy over steps) are skipped.")
+    elif 0 not in steps:
+        notes.append("No base-model probe (step 0): coverage vs base, delta_se and "
+                     "crossover_k are skipped.")
+    df = summary(data, dataset)
+    df.to_csv(out_dir / f"{_slug(dataset)}_summary.csv", index=False)
+    kmax = int(df["k_max"].iloc[0])
+    if kmax < 256:
+        notes.append(f"Fewest samples per problem is n={kmax}, so pass@k stops at k={kmax}.")
+    figs, paths = [], []
+    for stem, caption, build, needs in FIGURES:
+        if not ok[needs]:
+            continue
+        fig = build(data, dataset)
+        if fig is None:
+            notes.append(f"{stem} figure skipped: {UNMEASURED.get(stem, 'input not measured')}.")
+            continue
+        path = plots.save(fig, out_dir / f"{_slug(dataset)}_{stem}.png")
+        paths.append(path)
+        figs.append(_figure_html(path, caption))
+    note_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
+    nprob = df["n_problems"].max()
+    section = (f"<h2>{html.escape(dataset)}</h2><p class='meta'>{nprob} problems, checkpoints "
+               f"{', '.join(map(str, steps))}</p>{note_html}{summary_html(df)}{''.join(figs)}")
+    return section, paths
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path:
+    """Write RUN_DIR/report/index.html (+ PNGs and per-dataset summary CSVs); return its path."""
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_run(run_dir)
+    sections = [dataset_section(data, ds, out)[0] for ds in data.datasets]
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    legend = ("pass@k is the unbiased estimator over n samples; CIs are 95% bootstrap over "
+              "problems. delta_se: the study's sampling-efficiency gap, base pass@k_max minus "
+              "policy pass@1. crossover_k: smallest k where the base model's pass@k reaches "
+              "the policy's (dash: no crossover up to k_max). ppl_base: token-weighted perplexity "
+              "of the checkpoint's samples under the base model. entropy: token-weighted mean "
+              "per-token policy entropy in nats. both / base_only / policy_only / neither: "
+              "number of problems solved (any of n samples correct) by base and this "
+              "checkpoint; gained / lost vs prev: problems newly solved / no longer solved "
+              "since the previous checkpoint.")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>rlboundary report: "
+            f"{html.escape(run_dir.name)}</title><style>{CSS}</style></head><body>"
+            f"<h1>Reasoning-boundary report: {html.escape(run_dir.name)}</h1>"
+            f"<p class='meta'>{html.escape(str(run_dir.resolve()))} &middot; generated {now}"
+            f"</p><p class='meta'>{html.escape(legend)}</p>{''.join(sections)}</body></html>")
+    index = out / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index

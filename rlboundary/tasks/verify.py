@@ -1,0 +1,529 @@
+"""Final-answer extraction and equivalence checking, safe to run on untrusted model output.
+
+Why not verl's scorers: its default ``math`` scorers compare normalised strings (``0.5`` vs
+``\\frac{1}{2}`` is wrong) and do not know Omni-MATH-Rule; its optional math-verify scorer
+abandons timed-out tasks in a process pool without killing them, so hostile answers clog it.
+math-verify's own limit is ``signal.alarm``, which works only in the main thread, so in a reward
+loop (threads, Ray actors) it runs unbounded and an answer like ``9^{9^{9}}`` stalls training.
+
+:func:`verify` works in stages: normalised string equality (plain integers compared as
+integers), no sympy; a guard that scores dangerous answers wrong (too long, too deep, power
+towers, huge factorials); then math-verify in a persistent worker process per calling thread,
+stopped by a SIGALRM inside it at the time limit and killed (then lazily replaced) if it still
+overruns, e.g. inside a GMP call. Timeouts score wrong and are counted apart; nothing raises;
+model text is never eval'd. Workers fork from a ``forkserver`` with math-verify warmed (a
+restart costs ~50 ms), so, as with any forkserver user, a calling *script* needs the
+``if __name__ == "__main__":`` guard. verl: ``reward.custom_reward_function.path=
+pkg://rlboundary.tasks.verify`` (a file path works too), ``name=compute_score``.
+
+Difference from the study: it scored Omni-MATH-Rule with that dataset's rule-based answer
+checks; we use math-verify (symbolic and numeric equivalence), which accepts some equivalent
+forms those rules reject, so absolute accuracies differ somewhat from the paper's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import importlib
+import itertools
+import logging
+import math
+import multiprocessing as mp
+import operator
+import os
+import re
+import signal
+import sys
+import threading
+from collections import OrderedDict
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 3.0  # seconds per math-verify comparison
+HARD_GRACE = 0.5  # the worker is killed this long after the timeout
+SOFT_LIMIT = True  # also interrupt math-verify by SIGALRM inside the worker (keeps it alive)
+MAX_LEN = 2000  # longer answers are guarded (scored wrong without sympy)
+MAX_DEPTH = 50  # bracket nesting limit
+MAX_EXPONENT = 1e5  # numeric exponents above this are guarded (power towers land here)
+MAX_DIGITS = 1e6  # numeric powers with more digits than this are guarded
+MAX_FACTORIAL = 1e4  # n! with numeric n above this is guarded
+WORKER_EXTRA_MEMORY_MB = 4096  # address-space limit of a worker above its size at start
+WORKER_START_TIMEOUT = 120.0  # seconds for a new worker to say it is ready
+CACHE_SIZE = 50_000  # (pred, gold) pairs remembered from the sympy path
+_CANONICAL = "rlboundary.tasks.verify"  # what the workers import, however we were loaded
+
+_COUNTERS = ("calls", "exact_match", "integer", "sympy_calls", "cache_hits", "correct",
+             "timeouts", "guarded", "unparseable", "worker_restarts", "crashes")
+
+
+class Verdict(str, enum.Enum):
+    CORRECT = "correct"
+    WRONG = "wrong"
+    TIMEOUT = "timeout"
+    UNPARSEABLE = "unparseable"
+
+
+_stats_lock = threading.Lock()
+_stats = dict.fromkeys(_COUNTERS, 0)
+
+
+def _bump(key: str) -> None:
+    with _stats_lock:
+        _stats[key] += 1
+
+
+def stats() -> dict:
+    """Counters since the last reset, all threads together. ``exact_match``/``integer``: decided
+    by the string path; ``sympy_calls``: sent to a worker; ``crashes``: worker failures."""
+    with _stats_lock:
+        return dict(_stats)
+
+
+def reset_stats() -> None:
+    with _stats_lock:
+        _stats.update(dict.fromkeys(_COUNTERS, 0))
+
+
+# ----------------------------------------------------------------------------- extraction
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE_STEP = tuple(1 if c == ord("{") else -1 if c == ord("}") else 0 for c in range(256))
+
+
+def _close_brace(s: str, i: int) -> int:
+    """Index of the brace matching the ``{`` at s[i], or -1; a C-speed scan (~0.15 s per MB)."""
+    steps = map(_BRACE_STEP.__getitem__, s[i:].encode("latin-1", "replace"))
+    try:
+        return i + operator.indexOf(itertools.accumulate(steps), 0)
+    except ValueError:
+        return -1
+
+
+def _last_boxed(s: str, tries: int = 3) -> str | None:
+    """Content of the last balanced ``\\boxed{..}``/``\\fbox{..}``; a few unclosed ones skipped."""
+    starts = [m.end() - 1 for m in _BOX.finditer(s)]
+    for i in reversed(starts[-tries:]):
+        j = _close_brace(s, i)
+        if j >= 0:
+            return s[i + 1:j]
+    return None
+
+
+def extract_answer(text: str | None) -> str | None:
+    """The last ``<answer>..</answer>``, else the last ``\\boxed{..}``, stripped; else None."""
+    if not text:
+        return None
+    end = text.rfind("</answer>")
+    start = text.rfind("<answer>", 0, end) if end >= 0 else -1
+    if start >= 0:
+        return text[start + len("<answer>"):end].strip()
+    boxed = _last_boxed(text)
+    return boxed.strip() if boxed is not None else None
+
+
+def _unwrap(s: str) -> str:
+    """``\\[ \\boxed{x} \\]`` -> ``x``; anything without a box is only stripped."""
+    s = s.strip()
+    if "\\boxed" in s or "\\fbox" in s:
+        inner = _last_boxed(s)
+        if inner is not None and inner.strip():
+            return inner.strip()
+    return s
+
+
+# ----------------------------------------------------------------------------- normalisation
+_DROP = re.compile(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\displaystyle|\\[!,;: ]|\\q?quad"
+                   r"|\\\$|\$|\\\[|\\\]|\\\(|\\\)|~|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree")
+_SUBS = [(re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}"), r"\1"),
+         (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
+         (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
+         (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
+         (re.compile(r"\\(le|ge)(?![a-zA-Z])"), r"\\\1q"),
+         (re.compile(r"\s+"), " "),
+         (re.compile(r"(?<![A-Za-z0-9]) | (?![A-Za-z0-9])"), "")]  # keep "pi r", "2 3"
+
+
+def normalize(s: str | None) -> str:
+    """Cheap, conservative string normalisation: equal outputs mean equal answers."""
+    s = (s or "").strip()
+    while s.startswith(("\\boxed", "\\fbox")) and _close_brace(s, i := s.find("{")) == len(s) - 1:
+        s = s[i + 1:-1].strip()
+    s = _DROP.sub("", s).strip()
+    for pattern, repl in _SUBS:
+        s = pattern.sub(repl, s)
+    return s[:-1] if s.endswith(".") and not s.endswith("..") else s
+
+
+_INT = re.compile(r"([+-]?)0*(\d+)")
+
+
+def _int_key(s: str) -> str:
+    sign, digits = _INT.fullmatch(s).groups()
+    return "-" + digits if sign == "-" and digits != "0" else digits
+
+
+# ----------------------------------------------------------------------------- risk guard
+_NUMBER = re.compile(r"\s*[-+]?\s*(\d+(?:\.\d*)?)")  # the sign is ignored: 2^{-10^9} is as bad
+_TRAILING_NUMBER = re.compile(r"(\d+(?:\.\d*)?)\s*$")
+
+
+def _pairs(s: str) -> tuple[dict, int]:
+    """Matching {} and () positions (both ways) and the maximum depth of {([ brackets."""
+    pairs, stacks, depth, max_depth = {}, {"}": [], ")": []}, 0, 0
+    for m in re.finditer(r"[{}()\[\]]", s):
+        ch, i = m.group(), m.start()
+        if ch in "{([":
+            depth += 1
+            max_depth = max(max_depth, depth)
+            if ch != "[":
+                stacks["}" if ch == "{" else ")"].append(i)
+        else:
+            depth = max(depth - 1, 0)
+            if ch != "]" and stacks[ch]:
+                j = stacks[ch].pop()
+                pairs[i], pairs[j] = j, i
+    return pairs, max_depth
+
+
+def _exp10(x: float) -> float:
+    return math.inf if x > 300 else 10.0 ** x
+
+
+def _log10_tower(s: str, i: int, pairs: dict) -> tuple[float | None, int]:
+    """(log10 value, end) of the purely numeric power tower at s[i:] (``9^9^9``, ``{10^{10}}``,
+    ``(2^3)``); inf on overflow; (None, i) when it is not numeric."""
+    while i < len(s) and s[i].isspace():
+        i += 1
+    if i < len(s) and s[i] in "{(":
+        j = pairs.get(i, -1)
+        value, k = _log10_tower(s, i + 1, pairs) if j > i else (None, i)
+        if value is None or k > j or s[k:j].strip():
+            return None, i
+        end = j + 1
+    else:
+        m = _NUMBER.match(s, i)
+        if not m:
+            return None, i
+        number = float(m.group(1))
+        value, end = (math.log10(number) if number > 0 else -math.inf), m.end()
+    k = end
+    while k < len(s) and s[k].isspace():
+        k += 1
+    if k < len(s) and s[k] == "^":
+        exp, k2 = _log10_tower(s, k + 1, pairs)
+        if exp is not None:
+            return (value * _exp10(exp) if value > 0 else 0.0), k2
+    return value, end
+
+
+def _log10_before(s: str, p: int, pairs: dict, memo: dict) -> float | None:
+    """log10 of the numeric operand ending just before s[p] (``1000!``, ``{10^6}!``, ``9!!``)."""
+    if p in memo:
+        return memo[p]
+    q, value = p - 1, None
+    while q >= 0 and s[q].isspace():
+        q -= 1
+    if q >= 0 and s[q] == "!":  # (n!)!
+        inner = _log10_before(s, q, pairs, memo)
+        if inner is not None:
+            n = _exp10(inner)
+            value = math.lgamma(n + 1) / math.log(10) if n < 1e300 else n
+    elif q >= 0 and s[q] in "})" and q in pairs:
+        value, end = _log10_tower(s, pairs[q], pairs)
+        if value is None or end != q + 1:  # else the last operand inside: (9!)!, (n+10^6)!
+            value = _log10_before(s, q, pairs, memo)
+    elif m := _TRAILING_NUMBER.search(s, max(0, q - 40), q + 1):
+        value = math.log10(float(m.group(1)) or 1.0)
+    memo[p] = value
+    return value
+
+
+def risky(s: str) -> bool:
+    """True when handing ``s`` to sympy could take unbounded time or memory."""
+    if len(s) > MAX_LEN:
+        return True
+    pairs, depth = _pairs(s)
+    if depth > MAX_DEPTH:
+        return True
+    memo: dict = {}
+    try:
+        for m in re.finditer(r"\^", s):
+            exp, _ = _log10_tower(s, m.end(), pairs)
+            if exp is not None and exp > math.log10(MAX_EXPONENT):
+                return True
+            base = _log10_before(s, m.start(), pairs, memo) if exp is not None else None
+            if base is not None and base > 0 and base * _exp10(exp) > MAX_DIGITS:
+                return True
+        for m in re.finditer(r"!", s):
+            n = _log10_before(s, m.start(), pairs, memo)
+            if n is not None and n > math.log10(MAX_FACTORIAL):
+                return True
+    except RecursionError:
+        return True
+    return False
+
+
+# ----------------------------------------------------------------------------- worker process
+class _SoftTimeout(BaseException):
+    """Raised by SIGALRM in the worker; a BaseException so that math-verify cannot catch it."""
+
+
+def _on_alarm(signum, frame):
+    raise _SoftTimeout()
+
+
+def _mv_parse(s: str) -> list:
+    from math_verify import parse
+
+    delimited = any(d in s for d in ("\\boxed", "$", "\\(", "\\["))
+    for candidate in [s] if delimited else ["\\boxed{" + s + "}", "$" + s + "$", s]:
+        parsed = parse(candidate, parsing_timeout=None)
+        if parsed:
+            return parsed
+    return []
+
+
+def _mv_equal(pred: str, gold: str) -> bool:
+    from math_verify import verify as mv_verify
+
+    gold_parsed, pred_parsed = _mv_parse(gold), _mv_parse(pred)
+    return bool(gold_parsed and pred_parsed
+                and mv_verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def _quiet() -> None:
+    for name in ("math_verify", "latex2sympy2_extended"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def _limit_memory() -> None:
+    """Cap the worker's address space, so that a bignum blow-up fails instead of swapping."""
+    with contextlib.suppress(OSError, ValueError, ImportError):  # not Linux: no limit
+        import resource
+
+        with open("/proc/self/statm") as f:
+            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        limit = size + WORKER_EXTRA_MEMORY_MB * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+_warmed = False
+
+
+def _warm() -> None:
+    """The first comparison of each kind builds parsers and caches (~3 s): do it pre-fork."""
+    global _warmed
+    _quiet()
+    for pred, gold in (("1", "1.0"), ("1+x^2", "x^2+1"), (r"\{2,1\}", r"\{1,2\}"),
+                       (r"\frac{\sqrt{2}}{2}", "0.7071"), (r"x \in (0,1]", "(0,1]"),
+                       (r"\int_0^1 x\,dx", r"\frac12"), ("4^{4^{4}}", "2^{512}")):
+        with contextlib.suppress(Exception):
+            _mv_equal(pred, gold)
+    _warmed = True
+
+
+def _worker_main(conn) -> None:
+    """Say ("ready", None), then serve (pred, gold, soft limit) -> ("ok", bool) |
+    ("timeout", None) | ("error", msg)."""
+    if not _warmed:  # spawned rather than forked from the warm forkserver
+        _warm()
+    _quiet()
+    _limit_memory()
+    signal.signal(signal.SIGALRM, _on_alarm)
+    conn.send(("ready", None))
+    while True:
+        try:
+            pred, gold, soft = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        try:
+            signal.setitimer(signal.ITIMER_REAL, soft or 0)
+            try:
+                reply = ("ok", _mv_equal(pred, gold))
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _SoftTimeout:
+            reply = ("timeout", None)
+        except Exception as e:  # noqa: BLE001  (MemoryError too: scored wrong)
+            reply = ("error", repr(e)[:200])
+        conn.send(reply)
+
+
+_ctx_lock = threading.Lock()
+_ctx: tuple | None = None  # (pid that made it, context)
+
+
+def _context():
+    """A forkserver context with this module preloaded (so warm, cheap workers); spawn where
+    there is no forkserver or in a fork of the process that started it (it cannot reach it)."""
+    global _ctx
+    with _ctx_lock:
+        if _ctx is None or _ctx[0] != os.getpid():
+            use_fs = _ctx is None and "forkserver" in mp.get_all_start_methods()
+            _ctx = (os.getpid(), mp.get_context("forkserver" if use_fs else "spawn"))
+            # Add to what others preload (default ['__main__']); no effect once it started.
+            with contextlib.suppress(Exception):
+                from multiprocessing import forkserver
+
+                cur = list(getattr(forkserver._forkserver, "_preload_modules", []))
+                new = [m for m in ("math_verify", _CANONICAL) if m not in cur]
+                if use_fs:
+                    _ctx[1].set_forkserver_preload(cur + new)
+        return _ctx[1]
+
+
+def _start_worker() -> tuple:
+    ctx = _context()
+    # By reference to the canonical module: verl may have loaded this file under another name.
+    target = importlib.import_module(_CANONICAL)._worker_main
+    conn, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child,), daemon=True, name="verifier")
+    proc.start()
+    child.close()
+    if not conn.poll(WORKER_START_TIMEOUT) or conn.recv()[0] != "ready":
+        _stop_worker((conn, proc, None))
+        raise RuntimeError("verifier worker did not start")
+    return conn, proc, os.getpid()
+
+
+def _stop_worker(worker: tuple) -> None:
+    conn, proc, _ = worker
+    with contextlib.suppress(Exception):
+        conn.close()
+        proc.kill()
+        proc.join(2)
+
+
+# One worker per thread; an idle one exits by itself when its thread (and so its pipe) is gone.
+_local = threading.local()
+
+
+def _ask_worker(pred: str, gold: str, timeout: float) -> tuple:
+    """One comparison in this thread's worker: the worker's reply, or ("dead"|"crash", msg),
+    or ("hard", None) when it overran; a hung or dead worker is killed and later replaced."""
+    for _ in range(2):
+        if getattr(_local, "worker", None) and _local.worker[2] != os.getpid():
+            _local.worker = None  # we are a fork of the worker's owner: leave the worker to it
+        if getattr(_local, "worker", None) is None:
+            if getattr(_local, "started", False):
+                _bump("worker_restarts")
+            _local.worker, _local.started = _start_worker(), True
+        conn = _local.worker[0]
+        try:
+            conn.send((pred, gold, timeout if SOFT_LIMIT else None))
+        except (OSError, ValueError) as e:
+            reply = ("dead", repr(e))
+        else:
+            try:
+                reply = conn.recv() if conn.poll(timeout + HARD_GRACE) else ("hard", None)
+            except (EOFError, OSError) as e:
+                reply = ("crash", repr(e))
+        if reply[0] in ("ok", "timeout", "error"):
+            return reply
+        _stop_worker(_local.worker)
+        _local.worker = None
+        if reply[0] != "dead":  # only a worker found dead before the request gets a retry
+            return reply
+    return reply
+
+
+def shutdown() -> None:
+    """Stop this thread's worker now (the others stop with their threads or the process)."""
+    if getattr(_local, "worker", None) is not None:
+        _stop_worker(_local.worker)
+        _local.worker = None
+
+
+# ----------------------------------------------------------------------------- public API
+_cache_lock = threading.Lock()
+_cache: OrderedDict = OrderedDict()  # (pred, gold) -> (Verdict, timeout it was found with)
+
+
+def _sympy_verdict(pred: str, gold: str, timeout: float) -> Verdict:
+    with _cache_lock:
+        hit = _cache.get((pred, gold))
+        if hit is not None and (hit[0] is not Verdict.TIMEOUT or timeout <= hit[1]):
+            _cache.move_to_end((pred, gold))
+        else:
+            hit = None
+    if hit is not None:
+        _bump("cache_hits")
+        return hit[0]
+    _bump("sympy_calls")
+    kind, detail = _ask_worker(pred, gold, timeout)
+    if kind == "ok":
+        verdict = Verdict.CORRECT if detail else Verdict.WRONG
+    elif kind in ("timeout", "hard"):
+        verdict = Verdict.TIMEOUT
+    else:
+        _bump("crashes")
+        log.debug("verifier worker failed (%s): %s", kind, detail)
+        verdict = Verdict.WRONG
+    with _cache_lock:
+        _cache[(pred, gold)] = (verdict, timeout)
+        _cache.move_to_end((pred, gold))
+        while len(_cache) > CACHE_SIZE:
+            _cache.popitem(last=False)
+    return verdict
+
+
+def _verify(pred, gold, timeout: float) -> Verdict:
+    if pred is None or not str(pred).strip():
+        return Verdict.UNPARSEABLE
+    pred, gold = _unwrap(str(pred)), _unwrap("" if gold is None else str(gold))
+    if not gold:
+        return Verdict.WRONG
+    if len(pred) <= 4 * MAX_LEN:  # longer ones cannot pass the guard anyway
+        norm_pred, norm_gold = normalize(pred), normalize(gold)
+        if norm_pred and norm_pred == norm_gold:
+            _bump("exact_match")
+            return Verdict.CORRECT
+        if _INT.fullmatch(norm_pred) and _INT.fullmatch(norm_gold):
+            _bump("integer")
+            return Verdict.CORRECT if _int_key(norm_pred) == _int_key(norm_gold) else Verdict.WRONG
+    if risky(pred) or risky(gold):
+        _bump("guarded")
+        return Verdict.WRONG
+    return _sympy_verdict(pred, gold, timeout)
+
+
+def verify(pred: str | None, gold: str, timeout: float | None = None) -> Verdict:
+    """Is the extracted answer ``pred`` equivalent to ``gold``? Never raises."""
+    _bump("calls")
+    try:
+        verdict = _verify(pred, gold, DEFAULT_TIMEOUT if timeout is None else float(timeout))
+    except Exception:  # e.g. no worker process could be started
+        log.warning("answer verification failed; scored wrong", exc_info=True)
+        _bump("crashes")
+        verdict = Verdict.WRONG
+    counter = {Verdict.CORRECT: "correct", Verdict.TIMEOUT: "timeouts",
+               Verdict.UNPARSEABLE: "unparseable"}.get(verdict)
+    if counter:
+        _bump(counter)
+    return verdict
+
+
+def is_equivalent(pred: str | None, gold: str, timeout: float | None = None) -> bool:
+    return verify(pred, gold, timeout) is Verdict.CORRECT
+
+
+def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs) -> dict:
+    """verl ``custom_reward_function`` entry point; ``ground_truth`` may be a list (any match).
+
+    ``timeout`` may come in ``reward_kwargs``; other keyword arguments are ignored.
+    """
+    pred = extract_answer(solution_str)
+    many = isinstance(ground_truth, (list, tuple)) or type(ground_truth).__name__ == "ndarray"
+    verdicts = []
+    for gold in list(ground_truth) if many else [ground_truth]:
+        verdicts.append(verify(pred, gold, kwargs.get("timeout")))
+        if verdicts[-1] is Verdict.CORRECT:
+            break
+    acc = bool(verdicts) and verdicts[-1] is Verdict.CORRECT
+    return {"score": 1.0 if acc else 0.0, "acc": acc, "pred": pred or "",
+            "timeout": not acc and Verdict.TIMEOUT in verdicts}
+
+
+# Preloaded into the forkserver (see _context): warm math-verify there, before any fork.
+if any("multiprocessing.forkserver import main" in a for a in getattr(sys, "orig_argv", ())):
+    _warm()

@@ -1,0 +1,100 @@
+"""End to end: the CLI probes a base model and a checkpoint series, resumes after SIGKILL and
+gives the same rows as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from rlboundary.cli import main
+from rlboundary.trainer.probe_runner import find_checkpoints
+
+QUICK = ["base.pretrain.steps=20", "progress=false", "probe.limit=24", "probe.chunk=4",
+         "sampling.max_new_tokens=64"]
+
+
+@pytest.fixture(scope="module")
+def quick_base(session_cache):
+    """A base model pre-trained for a few steps: enough for the mechanics, built in seconds."""
+    assert main(["base", "build", *QUICK, "eval_samples=2"]) == 0
+    base_dir = os.path.join(session_cache, "base")
+    return os.path.join(base_dir, sorted(os.listdir(base_dir))[0])
+
+
+def sharpened(base: str, dest: str, factor: float) -> str:
+    """A stand-in RL checkpoint: the base with logits scaled by `factor` (= sampling at T/factor),
+    which raises pass@1 and narrows coverage, the shape the study reports."""
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(factor)
+    model.save_pretrained(dest)
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(base, f), dest)
+    return dest
+
+
+def rows(run_dir: str, step: int = 0) -> pd.DataFrame:
+    return pd.read_parquet(os.path.join(run_dir, "probes", "arithmetic", f"step_{step:08d}.parquet"))
+
+
+def test_series_probe_and_report(quick_base, tmp_path):
+    series = tmp_path / "series"
+    sharpened(quick_base, str(series / "global_step_10"), 1.5)
+    sharpened(quick_base, str(series / "global_step_20"), 3.0)
+    assert [s for s, _ in find_checkpoints(str(series))] == [10, 20]
+    run = tmp_path / "run"
+    assert main(["probe", *QUICK, "n=16", f"base={quick_base}", f"series={series}",
+                 f"run_dir={run}"]) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 10, 20]
+    base, last = rows(str(run), 0), rows(str(run), 20)
+    assert list(base["problem_id"]) == list(last["problem_id"]) and len(base) == 24
+    assert (base["n"] == 16).all()
+    assert metrics[0]["pass@1"] == pytest.approx((base["c"] / 16).mean())
+    assert "coverage/both" in metrics[2] and "transitions/gained" in metrics[2]
+    # Sharper sampling: lower entropy, and its samples are likelier under the base model.
+    assert metrics[2]["entropy"] < metrics[0]["entropy"]
+    assert metrics[2]["ppl_base"] < metrics[0]["ppl_base"]
+    assert (run / "report" / "index.html").exists()
+
+
+def _probe_cmd(base: str, run_dir: str) -> list[str]:
+    return [sys.executable, "-m", "rlboundary.cli", "probe", *QUICK, "n=32", "probe.limit=40",
+            f"base={base}", f"run_dir={run_dir}"]
+
+
+@pytest.mark.slow
+def test_probe_killed_with_sigkill_resumes_to_identical_rows(quick_base, tmp_path):
+    env = dict(os.environ, RLBOUNDARY_CACHE=str(tmp_path / "cache_a"))
+    subprocess.run(_probe_cmd(quick_base, str(tmp_path / "whole")), env=env, check=True,
+                   capture_output=True)
+    env["RLBOUNDARY_CACHE"] = str(tmp_path / "cache_b")
+    cut = str(tmp_path / "cut")
+    proc = subprocess.Popen(_probe_cmd(quick_base, cut), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    parts = tmp_path / "cache_b" / "base_probes"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        found = list(parts.rglob("part_*.parquet")) if parts.exists() else []
+        if len(found) >= 3:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the probe finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "cut" / "probes").exists()
+    subprocess.run(_probe_cmd(quick_base, cut), env=env, check=True, capture_output=True)
+    pd.testing.assert_frame_equal(rows(cut), rows(str(tmp_path / "whole")))
+    samples = lambda d: pd.read_parquet(os.path.join(
+        d, "probes", "arithmetic", "step_00000000.samples.parquet")).drop(columns="token_ids")
+    pd.testing.assert_frame_equal(samples(cut), samples(str(tmp_path / "whole")))

@@ -1,0 +1,135 @@
+"""Tasks: the record schema, the Omni-MATH-Rule split, MATH500, the arithmetic task, export."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pandas as pd
+import pytest
+
+from rlboundary.tasks import TASKS, arithmetic
+from rlboundary.tasks.export import write_dataset
+from rlboundary.tasks.math_datasets import load_math500, load_omni_math_rule, normalise_answer
+from rlboundary.tasks.prompts import render
+from rlboundary.tasks.schema import BadRecord, ids_sha256, read_jsonl
+
+
+@pytest.mark.data
+def test_omni_split_is_2000_821_deterministic_and_keeps_duplicates_together(omni_path):
+    a = load_omni_math_rule(omni_path, seed=0)
+    b = load_omni_math_rule(omni_path, seed=0)
+    c = load_omni_math_rule(omni_path, seed=1)
+    assert len(a) == 2821 and len({r.id for r in a}) == 2821
+    test = [r for r in a if r.split == "test"]
+    assert (len(a) - len(test), len(test)) == (2000, 821)
+    assert [(r.id, r.split) for r in a] == [(r.id, r.split) for r in b]
+    assert ids_sha256(test) != ids_sha256([r for r in c if r.split == "test"])
+    side: dict[str, set] = {}
+    for r in a:
+        side.setdefault(r.problem, set()).add(r.split)
+    assert len(side) == 2816 and all(len(s) == 1 for s in side.values())
+
+
+@pytest.mark.data
+def test_omni_boxed_answers_are_unwrapped(omni_path):
+    raw = read_jsonl(omni_path, "omni")
+    wrapped = [i for i, row in enumerate(raw) if "\\boxed" in row["answer"]]
+    assert wrapped, "the shared file has boxed answers"
+    records = load_omni_math_rule(omni_path)
+    assert all("\\boxed" not in records[i].answer for i in wrapped)
+    assert normalise_answer("\\[ \\boxed{\\frac{1}{2}} \\]") == "\\frac{1}{2}"
+
+
+@pytest.mark.data
+def test_math500_loads_as_test(math500_path):
+    records = load_math500(math500_path)
+    assert len(records) == 500 and {r.split for r in records} == {"test"}
+    assert len({r.id for r in records}) == 500
+
+
+def test_malformed_rows_name_the_row(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"problem": "1+1", "answer": "2"}\n{"problem": "x"}\n')
+    with pytest.raises(BadRecord, match="row 2.*answer"):
+        load_math500(str(bad))
+    bad.write_text('{"problem": "1+1", "answer": "2"}\nnot json\n')
+    with pytest.raises(BadRecord, match=r"bad.jsonl:2"):
+        load_math500(str(bad))
+
+
+def test_prepare_writes_verl_parquet_and_manifest(tmp_path):
+    task = TASKS.get("arithmetic")
+    records = task.load(seed=0, n_train=60, n_test_per_difficulty=5)
+    man = write_dataset(task, records, str(tmp_path), {"seed": 0})
+    frame = pd.read_parquet(tmp_path / "test.parquet")
+    assert len(frame) == 30 and man["splits"]["train"]["count"] == 60
+    row = frame.iloc[0]
+    assert row["data_source"] == "arithmetic"
+    assert row["reward_model"]["style"] == "rule"
+    assert row["prompt"][0]["content"] == render("arithmetic", row["extra_info"]["problem"])
+    assert json.loads((tmp_path / "manifest.json").read_text())["splits"]["test"][
+        "ids_sha256"] == ids_sha256([r for r in records if r.split == "test"])
+
+
+def test_study_prompt_template_is_raw_text():
+    text = render("r1_base", "What is 1+1?")
+    assert text.startswith("A conversation between User and Assistant.")
+    assert text.endswith("User: What is 1+1? Assistant:")
+
+
+def test_arithmetic_evaluates_left_to_right():
+    chain = arithmetic.parse_chain("4+7*3-2")
+    assert chain.values() == [11, 33, 31]
+    assert arithmetic.clean_steps(chain) == ["4+7=11", "11*3=33", "33-2=31"]
+
+
+@pytest.mark.parametrize("completion,valid", [
+    ("<think>4+7=11 11*3=33 33-2=31</think><answer>31</answer>", True),
+    ("<think>7+4=11 3*11=33 33-2=31</think><answer>31</answer>", True),   # swapped + and *
+    ("<think>4+7=11 11*3=33 2-33=-31</think><answer>-31</answer>", False),  # - not commutative
+    ("<think>4+7=12 12*3=36 36-2=34</think><answer>34</answer>", False),  # followed error
+    ("<think>4+7=11 11*3=33 33-2=31</think><answer>30</answer>", False),  # answer != last step
+    ("<think></think><answer>31</answer>", False),                        # direct answer
+    ("<think>4+7=11 11*3=33</think><answer>31</answer>", False),          # missing step
+    ("4+7=11 11*3=33 33-2=31", False),                                     # no tags
+])
+def test_trace_validity(completion, valid):
+    assert arithmetic.trace_valid("4+7*3-2", completion) is valid
+
+
+def test_noisy_traces_cover_every_kind():
+    rng = random.Random(0)
+    chain = arithmetic.parse_chain("4+7*3-2")
+    sols = [arithmetic.noisy_solution(chain, rng) for _ in range(400)]
+    valid = [arithmetic.trace_valid(chain.text, s) for s in sols]
+    assert any(s.startswith("<think></think>") for s in sols)          # direct answers
+    assert any(not v and "<answer>31<" not in s for s, v in zip(sols, valid))  # followed errors
+    assert any("7+4=" in s for s in sols)                              # swapped operands
+    assert 0.2 < sum(valid) / len(valid) < 0.8
+
+
+def test_arithmetic_split_is_disjoint_and_seeded():
+    a = arithmetic.make_records(0, 120, 20)
+    assert a == arithmetic.make_records(0, 120, 20)
+    train = {r.problem for r in a if r.split == "train"}
+    test = [r for r in a if r.split == "test"]
+    assert len(test) == 120 and not train & {r.problem for r in test}
+    assert sorted({r.difficulty for r in test}) == [1, 2, 3, 4, 5, 6]
+    held = {r.problem for r in a}
+    pre = arithmetic.pretraining_texts(0, 2000, held)
+    assert not {p for p, _ in pre} & held
+
+
+@pytest.mark.data
+def test_cli_prepare_omni_writes_2000_821(omni_path, tmp_path):
+    from rlboundary.cli import main
+
+    out = tmp_path / "omni"
+    assert main(["data", "prepare", "omni_math_rule", "--source", omni_path, "--out",
+                 str(out)]) == 0
+    assert len(pd.read_parquet(out / "train.parquet")) == 2000
+    test = pd.read_parquet(out / "test.parquet")
+    assert len(test) == 821 and set(test["data_source"]) == {"omni_math_rule"}
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["splits"]["test"]["count"] == 821 and len(man["splits"]["test"]["ids_sha256"]) == 64
