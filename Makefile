@@ -33,6 +33,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/bench_passk.py
 	$(BIN)/python bench/bench_sampler.py
+	$(BIN)/python bench/bench_sampler.py --eos off --prompts 16 --n 64 --max-new-tokens 64
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,15 +1,19 @@
 """Benchmark: our ``hf`` sampler versus ``transformers``' ``model.generate`` on a tiny model.
 
 Same prompts, same settings, same number of samples; prints samples/s and tokens/s for both and
-the ratio, per torch thread count. With no ``--model`` a random tiny Llama (vocab ~40, hidden 64,
-2 layers, as in the tests) and a character-level tokenizer are built in memory.
+the ratio, per torch thread count. By default the model is the project's tiny base model (the
+default ``base`` config; built and cached on first use, ~140 s on 2 cores) on held-out
+arithmetic prompts; ``--model PATH`` takes any saved HF causal LM, ``--model random`` a random
+tiny Llama built in memory (as in the tests).
 
-    PYTHONPATH=. python bench/bench_sampler.py                  # 16 prompts x 64, 64 new tokens
-    PYTHONPATH=. python bench/bench_sampler.py --model PATH --eos natural --threads 1,2
+    python bench/bench_sampler.py          # the probe's workload: 8 prompts x 256, <= 160 tokens
+    python bench/bench_sampler.py --eos off --prompts 16 --n 64 --max-new-tokens 64
+    python bench/bench_sampler.py --model PATH --threads 1,2
 
-``--eos off`` (default) makes every row run to ``max_new_tokens`` so both sides generate the
-same number of tokens; ``--eos natural`` lets rows stop at EOS (our sampler then prunes
-finished rows, generate keeps stepping them until all are done).
+``--eos natural`` (default, what a probe does) lets rows stop at EOS: our sampler prunes
+finished rows, ``generate`` keeps stepping them until all are done. ``--eos off`` makes every
+row run to ``max_new_tokens``, so both sides do the same token work and only per-step overhead
+and shared-prefix attention separate them: the floor of our advantage.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rlboundary.trainer.samplers.hf import HFSampler, _left_pad  # noqa: E402
-from rlboundary.trainer.scoring import encode_prompts  # noqa: E402
+from rlboundary.trainer.samplers.hf import HFSampler, _left_pad
+from rlboundary.trainer.scoring import encode_prompts
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<think>", "</think>", "<answer>", "</answer>"]
 CHARS = list(string.digits + "+-*= ") + list("abcdefghijklmnopqrst")
@@ -51,8 +55,29 @@ def tiny_model_and_tokenizer(seed: int = 0):
 
 
 def make_prompts(k: int) -> list[str]:
-    """``k`` arithmetic-looking prompts of varied length."""
+    """``k`` arithmetic-looking prompts of varied length (for the random model)."""
     return [f"{i * 37 % 1000}+{i * 91 % 100000}=" * (1 + i % 3) for i in range(k)]
+
+
+def tiny_base(k: int):
+    """The project's tiny base model (built if not cached) and ``k`` held-out prompts, spread
+    over difficulties."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlboundary.cli import compose, plain
+    from rlboundary.tasks import TASKS
+    from rlboundary.tasks.prompts import render
+    from rlboundary.trainer.base_model import build_base
+
+    cfg = compose([])
+    path = build_base(plain(cfg.base), cfg.cache_dir)
+    data = plain(cfg.data)
+    task = TASKS.get(data.pop("name"))
+    test = [r for r in task.load(cache_dir=cfg.cache_dir, **data) if r.split == "test"]
+    step = max(1, len(test) // k)
+    prompts = [render(task.template, r.problem) for r in test[::step][:k]]
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    return model, AutoTokenizer.from_pretrained(path), prompts, path
 
 
 def response_tokens(gen_ids: torch.Tensor, eos: int | None, pad: int) -> int:
@@ -100,26 +125,29 @@ def run_ours(model, tok, prompts, a) -> tuple[float, int]:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", help="saved HF model dir (default: random tiny Llama)")
-    p.add_argument("--prompts", type=int, default=16)
-    p.add_argument("--n", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--model", default="tiny",
+                   help="'tiny' (the project's base model), 'random', or a saved HF model dir")
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--n", type=int, default=256)
+    p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--threads", default="1,2", help="comma list of torch thread counts")
     p.add_argument("--repeats", type=int, default=3, help="best of N (the machine may be shared)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--fast-path", default="auto")
-    p.add_argument("--eos", choices=["off", "natural"], default="off")
+    p.add_argument("--eos", choices=["off", "natural"], default="natural")
     a = p.parse_args(argv)
-    if a.model:
+    if a.model == "tiny":
+        model, tok, prompts, where = tiny_base(a.prompts)
+    elif a.model == "random":
+        (model, tok), prompts, where = tiny_model_and_tokenizer(), make_prompts(a.prompts), "random"
+    else:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model = AutoModelForCausalLM.from_pretrained(a.model).eval()
-        tok = AutoTokenizer.from_pretrained(a.model)
-    else:
-        model, tok = tiny_model_and_tokenizer()
-    prompts = make_prompts(a.prompts)
+        tok, prompts, where = AutoTokenizer.from_pretrained(a.model), make_prompts(a.prompts), a.model
+    print(f"model: {where} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     S = a.prompts * a.n
     print(f"{a.prompts} prompts x {a.n} samples = {S}, max_new_tokens={a.max_new_tokens}, "
           f"T={a.temperature}, top_p={a.top_p}, eos={a.eos}, best of {a.repeats}")

@@ -8,7 +8,8 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+# ../shared/data beside the checkout, or wherever $RLBOUNDARY_SHARED_DATA points.
+SHARED = pathlib.Path(os.environ.get("RLBOUNDARY_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
 def shared_file(name: str) -> str:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from rlboundary.tasks import verify as V
+from rlboundary.tasks import verify_worker as W
 from rlboundary.tasks.verify import Verdict, compute_score, extract_answer, is_equivalent
 
 # Verified to run for far longer than 15 s in math-verify, and not caught by the guard.
@@ -120,7 +121,7 @@ def test_guard(s, expected):
 def test_slow_pair_times_out_and_next_call_works():
     t = time.perf_counter()
     assert V.verify(SLOW, "42", timeout=1) is Verdict.TIMEOUT
-    assert time.perf_counter() - t < 1 + V.HARD_GRACE + 1.0
+    assert time.perf_counter() - t < 1 + W.HARD_GRACE + 1.0
     assert V.verify("0.25", r"\frac14", timeout=1) is Verdict.CORRECT
     t = time.perf_counter()  # a repeated pair is answered from the cache
     assert V.verify(SLOW, "42", timeout=1) is Verdict.TIMEOUT
@@ -129,8 +130,8 @@ def test_slow_pair_times_out_and_next_call_works():
 
 def test_hard_kill_restarts_worker(monkeypatch):
     """With the in-worker SIGALRM off, only killing the process can stop the comparison."""
-    monkeypatch.setattr(V, "SOFT_LIMIT", False)
-    monkeypatch.setattr(V, "HARD_GRACE", 0.2)
+    monkeypatch.setattr(W, "SOFT_LIMIT", False)
+    monkeypatch.setattr(W, "HARD_GRACE", 0.2)
     before = V.stats()
     t = time.perf_counter()
     assert V.verify(SLOW, "43", timeout=1) is Verdict.TIMEOUT
@@ -142,10 +143,10 @@ def test_hard_kill_restarts_worker(monkeypatch):
 
 
 def test_worker_crash_scores_wrong_and_is_replaced(monkeypatch):
-    monkeypatch.setattr(V, "SOFT_LIMIT", False)
+    monkeypatch.setattr(W, "SOFT_LIMIT", False)
     assert V.verify("1", "1.00") is Verdict.CORRECT  # this thread has a live worker
     before = V.stats()
-    threading.Timer(0.5, os.kill, (V._local.worker[1].pid, signal.SIGKILL)).start()
+    threading.Timer(0.5, os.kill, (W._local.worker[1].pid, signal.SIGKILL)).start()
     t = time.perf_counter()
     assert V.verify(SLOW, "46", timeout=30) is Verdict.WRONG
     assert time.perf_counter() - t < 5
@@ -188,7 +189,7 @@ def test_compute_score_in_thread_enforces_timeout():
     assert not th.is_alive()
     assert results["slow"] == {"score": 0.0, "acc": False, "pred": SLOW, "timeout": True}
     # 2.5 s of slack: a new thread starts its own worker first.
-    assert results["slow_s"] < 1 + V.HARD_GRACE + 2.5
+    assert results["slow_s"] < 1 + W.HARD_GRACE + 2.5
     assert results["ok"]["acc"] is True
 
 

@@ -7,14 +7,14 @@ CLI, which is the only reader of Hydra.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 from rlboundary.registry import Registry
 from rlboundary.tasks import arithmetic, math_datasets
 from rlboundary.tasks.schema import BadRecord, Record
 
-TASKS: Registry["Task"] = Registry("task")
+TASKS: Registry[Task] = Registry("task")
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Task:
     template: str  # a name in prompts.TEMPLATES
     ability: str = "math"
     # Optional whole-trace validity check (problem text, completion) -> bool.
-    trace_check: Optional[Callable[[str, str], bool]] = None
+    trace_check: Callable[[str, str], bool] | None = None
 
 
 def _load_omni(source=None, cache_dir=".", seed=0, n_test=821, **_):
@@ -49,4 +49,4 @@ TASKS.register("math500")(Task("math500", _load_math500, "r1_base"))
 TASKS.register("arithmetic")(Task("arithmetic", _load_arithmetic, "arithmetic", "arithmetic",
                                   arithmetic.trace_valid))
 
-__all__ = ["TASKS", "Task", "Record", "BadRecord"]
+__all__ = ["TASKS", "BadRecord", "Record", "Task"]

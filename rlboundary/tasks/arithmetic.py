@@ -26,7 +26,7 @@ from rlboundary.tasks.schema import Record, text_hash
 
 OPS = "+-*"
 _STEP = re.compile(r"^(-?\d+)([+\-*])(-?\d+)=(-?\d+)$")
-_THINK = re.compile(r"<think>(.*?)</think>", re.S)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 
 def apply(a: int, op: str, b: int) -> int:
@@ -100,7 +100,7 @@ def trace_valid(problem: str, completion: str) -> bool:
     final answer equals the last step. A direct answer with no steps is not a valid trace."""
     chain = parse_chain(problem)
     think = _THINK.findall(completion)
-    answer = re.findall(r"<answer>(.*?)</answer>", completion, re.S)
+    answer = re.findall(r"<answer>(.*?)</answer>", completion, re.DOTALL)
     if not think or not answer:
         return False
     steps = think[-1].split()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -66,5 +67,5 @@ def write_dataset(task: Task, records: list[Record], out_dir: str, settings: dic
                      lambda tmp, f=frame: f.to_parquet(tmp, index=False))
     man = manifest(task, records, settings)
     atomic_write(os.path.join(out_dir, "manifest.json"),
-                 lambda tmp: open(tmp, "w").write(json.dumps(man, indent=2, default=str)))
+                 lambda tmp: Path(tmp).write_text(json.dumps(man, indent=2, default=str)))
     return man

@@ -10,7 +10,7 @@ loop (threads, Ray actors) it runs unbounded and an answer like ``9^{9^{9}}`` st
 integers), no sympy; a guard that scores dangerous answers wrong (too long, too deep, power
 towers, huge factorials); then math-verify in a persistent worker process per calling thread,
 stopped by a SIGALRM inside it at the time limit and killed (then lazily replaced) if it still
-overruns, e.g. inside a GMP call. Timeouts score wrong and are counted apart; nothing raises;
+overruns, e.g. inside a GMP call (:mod:`rlboundary.tasks.verify_worker`). Timeouts score wrong and are counted apart; nothing raises;
 model text is never eval'd. Workers fork from a ``forkserver`` with math-verify warmed (a
 restart costs ~50 ms), so, as with any forkserver user, a calling *script* needs the
 ``if __name__ == "__main__":`` guard. verl: ``reward.custom_reward_function.path=
@@ -23,35 +23,27 @@ forms those rules reject, so absolute accuracies differ somewhat from the paper'
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import importlib
 import itertools
 import logging
 import math
-import multiprocessing as mp
 import operator
-import os
 import re
-import signal
-import sys
 import threading
 from collections import OrderedDict
+
+from rlboundary.tasks import verify_worker
+from rlboundary.tasks.verify_worker import shutdown  # noqa: F401  (public: stop this thread's worker)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3.0  # seconds per math-verify comparison
-HARD_GRACE = 0.5  # the worker is killed this long after the timeout
-SOFT_LIMIT = True  # also interrupt math-verify by SIGALRM inside the worker (keeps it alive)
 MAX_LEN = 2000  # longer answers are guarded (scored wrong without sympy)
 MAX_DEPTH = 50  # bracket nesting limit
 MAX_EXPONENT = 1e5  # numeric exponents above this are guarded (power towers land here)
 MAX_DIGITS = 1e6  # numeric powers with more digits than this are guarded
 MAX_FACTORIAL = 1e4  # n! with numeric n above this is guarded
-WORKER_EXTRA_MEMORY_MB = 4096  # address-space limit of a worker above its size at start
-WORKER_START_TIMEOUT = 120.0  # seconds for a new worker to say it is ready
 CACHE_SIZE = 50_000  # (pred, gold) pairs remembered from the sympy path
-_CANONICAL = "rlboundary.tasks.verify"  # what the workers import, however we were loaded
 
 _COUNTERS = ("calls", "exact_match", "integer", "sympy_calls", "cache_hits", "correct",
              "timeouts", "guarded", "unparseable", "worker_restarts", "crashes")
@@ -66,6 +58,7 @@ class Verdict(str, enum.Enum):
 
 _stats_lock = threading.Lock()
 _stats = dict.fromkeys(_COUNTERS, 0)
+_restart_base = 0  # the workers' restart count at the last reset
 
 
 def _bump(key: str) -> None:
@@ -77,12 +70,14 @@ def stats() -> dict:
     """Counters since the last reset, all threads together. ``exact_match``/``integer``: decided
     by the string path; ``sympy_calls``: sent to a worker; ``crashes``: worker failures."""
     with _stats_lock:
-        return dict(_stats)
+        return {**_stats, "worker_restarts": verify_worker.restart_count() - _restart_base}
 
 
 def reset_stats() -> None:
+    global _restart_base
     with _stats_lock:
         _stats.update(dict.fromkeys(_COUNTERS, 0))
+        _restart_base = verify_worker.restart_count()
 
 
 # ----------------------------------------------------------------------------- extraction
@@ -263,177 +258,6 @@ def risky(s: str) -> bool:
     return False
 
 
-# ----------------------------------------------------------------------------- worker process
-class _SoftTimeout(BaseException):
-    """Raised by SIGALRM in the worker; a BaseException so that math-verify cannot catch it."""
-
-
-def _on_alarm(signum, frame):
-    raise _SoftTimeout()
-
-
-def _mv_parse(s: str) -> list:
-    from math_verify import parse
-
-    delimited = any(d in s for d in ("\\boxed", "$", "\\(", "\\["))
-    for candidate in [s] if delimited else ["\\boxed{" + s + "}", "$" + s + "$", s]:
-        parsed = parse(candidate, parsing_timeout=None)
-        if parsed:
-            return parsed
-    return []
-
-
-def _mv_equal(pred: str, gold: str) -> bool:
-    from math_verify import verify as mv_verify
-
-    gold_parsed, pred_parsed = _mv_parse(gold), _mv_parse(pred)
-    return bool(gold_parsed and pred_parsed
-                and mv_verify(gold_parsed, pred_parsed, timeout_seconds=None))
-
-
-def _quiet() -> None:
-    for name in ("math_verify", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _limit_memory() -> None:
-    """Cap the worker's address space, so that a bignum blow-up fails instead of swapping."""
-    with contextlib.suppress(OSError, ValueError, ImportError):  # not Linux: no limit
-        import resource
-
-        with open("/proc/self/statm") as f:
-            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        limit = size + WORKER_EXTRA_MEMORY_MB * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-_warmed = False
-
-
-def _warm() -> None:
-    """The first comparison of each kind builds parsers and caches (~3 s): do it pre-fork."""
-    global _warmed
-    _quiet()
-    for pred, gold in (("1", "1.0"), ("1+x^2", "x^2+1"), (r"\{2,1\}", r"\{1,2\}"),
-                       (r"\frac{\sqrt{2}}{2}", "0.7071"), (r"x \in (0,1]", "(0,1]"),
-                       (r"\int_0^1 x\,dx", r"\frac12"), ("4^{4^{4}}", "2^{512}")):
-        with contextlib.suppress(Exception):
-            _mv_equal(pred, gold)
-    _warmed = True
-
-
-def _worker_main(conn) -> None:
-    """Say ("ready", None), then serve (pred, gold, soft limit) -> ("ok", bool) |
-    ("timeout", None) | ("error", msg)."""
-    if not _warmed:  # spawned rather than forked from the warm forkserver
-        _warm()
-    _quiet()
-    _limit_memory()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    conn.send(("ready", None))
-    while True:
-        try:
-            pred, gold, soft = conn.recv()
-        except (EOFError, OSError, KeyboardInterrupt):
-            return
-        try:
-            signal.setitimer(signal.ITIMER_REAL, soft or 0)
-            try:
-                reply = ("ok", _mv_equal(pred, gold))
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except _SoftTimeout:
-            reply = ("timeout", None)
-        except Exception as e:  # noqa: BLE001  (MemoryError too: scored wrong)
-            reply = ("error", repr(e)[:200])
-        conn.send(reply)
-
-
-_ctx_lock = threading.Lock()
-_ctx: tuple | None = None  # (pid that made it, context)
-
-
-def _context():
-    """A forkserver context with this module preloaded (so warm, cheap workers); spawn where
-    there is no forkserver or in a fork of the process that started it (it cannot reach it)."""
-    global _ctx
-    with _ctx_lock:
-        if _ctx is None or _ctx[0] != os.getpid():
-            use_fs = _ctx is None and "forkserver" in mp.get_all_start_methods()
-            _ctx = (os.getpid(), mp.get_context("forkserver" if use_fs else "spawn"))
-            # Add to what others preload (default ['__main__']); no effect once it started.
-            with contextlib.suppress(Exception):
-                from multiprocessing import forkserver
-
-                cur = list(getattr(forkserver._forkserver, "_preload_modules", []))
-                new = [m for m in ("math_verify", _CANONICAL) if m not in cur]
-                if use_fs:
-                    _ctx[1].set_forkserver_preload(cur + new)
-        return _ctx[1]
-
-
-def _start_worker() -> tuple:
-    ctx = _context()
-    # By reference to the canonical module: verl may have loaded this file under another name.
-    target = importlib.import_module(_CANONICAL)._worker_main
-    conn, child = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(child,), daemon=True, name="verifier")
-    proc.start()
-    child.close()
-    if not conn.poll(WORKER_START_TIMEOUT) or conn.recv()[0] != "ready":
-        _stop_worker((conn, proc, None))
-        raise RuntimeError("verifier worker did not start")
-    return conn, proc, os.getpid()
-
-
-def _stop_worker(worker: tuple) -> None:
-    conn, proc, _ = worker
-    with contextlib.suppress(Exception):
-        conn.close()
-        proc.kill()
-        proc.join(2)
-
-
-# One worker per thread; an idle one exits by itself when its thread (and so its pipe) is gone.
-_local = threading.local()
-
-
-def _ask_worker(pred: str, gold: str, timeout: float) -> tuple:
-    """One comparison in this thread's worker: the worker's reply, or ("dead"|"crash", msg),
-    or ("hard", None) when it overran; a hung or dead worker is killed and later replaced."""
-    for _ in range(2):
-        if getattr(_local, "worker", None) and _local.worker[2] != os.getpid():
-            _local.worker = None  # we are a fork of the worker's owner: leave the worker to it
-        if getattr(_local, "worker", None) is None:
-            if getattr(_local, "started", False):
-                _bump("worker_restarts")
-            _local.worker, _local.started = _start_worker(), True
-        conn = _local.worker[0]
-        try:
-            conn.send((pred, gold, timeout if SOFT_LIMIT else None))
-        except (OSError, ValueError) as e:
-            reply = ("dead", repr(e))
-        else:
-            try:
-                reply = conn.recv() if conn.poll(timeout + HARD_GRACE) else ("hard", None)
-            except (EOFError, OSError) as e:
-                reply = ("crash", repr(e))
-        if reply[0] in ("ok", "timeout", "error"):
-            return reply
-        _stop_worker(_local.worker)
-        _local.worker = None
-        if reply[0] != "dead":  # only a worker found dead before the request gets a retry
-            return reply
-    return reply
-
-
-def shutdown() -> None:
-    """Stop this thread's worker now (the others stop with their threads or the process)."""
-    if getattr(_local, "worker", None) is not None:
-        _stop_worker(_local.worker)
-        _local.worker = None
-
-
 # ----------------------------------------------------------------------------- public API
 _cache_lock = threading.Lock()
 _cache: OrderedDict = OrderedDict()  # (pred, gold) -> (Verdict, timeout it was found with)
@@ -450,7 +274,7 @@ def _sympy_verdict(pred: str, gold: str, timeout: float) -> Verdict:
         _bump("cache_hits")
         return hit[0]
     _bump("sympy_calls")
-    kind, detail = _ask_worker(pred, gold, timeout)
+    kind, detail = verify_worker.ask(pred, gold, timeout)
     if kind == "ok":
         verdict = Verdict.CORRECT if detail else Verdict.WRONG
     elif kind in ("timeout", "hard"):
@@ -522,8 +346,3 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     acc = bool(verdicts) and verdicts[-1] is Verdict.CORRECT
     return {"score": 1.0 if acc else 0.0, "acc": acc, "pred": pred or "",
             "timeout": not acc and Verdict.TIMEOUT in verdicts}
-
-
-# Preloaded into the forkserver (see _context): warm math-verify there, before any fork.
-if any("multiprocessing.forkserver import main" in a for a in getattr(sys, "orig_argv", ())):
-    _warm()
