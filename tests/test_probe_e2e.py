@@ -98,3 +98,16 @@ def test_probe_killed_with_sigkill_resumes_to_identical_rows(quick_base, tmp_pat
     samples = lambda d: pd.read_parquet(os.path.join(
         d, "probes", "arithmetic", "step_00000000.samples.parquet")).drop(columns="token_ids")
     pd.testing.assert_frame_equal(samples(cut), samples(str(tmp_path / "whole")))
+
+
+@pytest.mark.slow
+def test_ray_fanout_gives_the_same_rows_as_one_process(quick_base, tmp_path):
+    """Two Ray workers sample disjoint chunks, each seeded by its index: the driver's merge
+    must equal the single-process probe row for row."""
+    pytest.importorskip("ray")
+    common = ["probe", *QUICK, "n=8", "probe.limit=16", f"base={quick_base}"]
+    for name, workers in (("one", 1), ("ray", 2)):
+        assert main([*common, f"probe.workers={workers}", f"run_dir={tmp_path / name}",
+                     f"cache_dir={tmp_path / ('cache_' + name)}"]) == 0
+    pd.testing.assert_frame_equal(rows(str(tmp_path / "ray")), rows(str(tmp_path / "one")))
+    assert len(rows(str(tmp_path / "ray"))) == 16
