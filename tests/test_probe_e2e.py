@@ -111,3 +111,18 @@ def test_ray_fanout_gives_the_same_rows_as_one_process(quick_base, tmp_path):
                      f"cache_dir={tmp_path / ('cache_' + name)}"]) == 0
     pd.testing.assert_frame_equal(rows(str(tmp_path / "ray")), rows(str(tmp_path / "one")))
     assert len(rows(str(tmp_path / "ray"))) == 16
+
+
+def test_vllm_entropy_is_named_as_a_monte_carlo_estimate(tmp_path):
+    """vLLM gives only the sampled tokens' logprobs: the metric must say it is an estimate."""
+    from rlboundary.trainer.probe_runner import _metrics
+
+    cur = pd.DataFrame({"problem_id": ["a", "b"], "n": [4, 4], "c": [1, 0],
+                        "entropy": [0.5, 1.5], "n_tokens": [10, 30]})
+    out = {}
+    for sampler in ("hf", "vllm"):
+        cfg = {"probes": {"entropy": {}}, "sampler": {"name": sampler},
+               "run_dir": str(tmp_path / sampler)}
+        out[sampler] = _metrics(cfg, "arithmetic", 0, cur, cur)
+    assert out["hf"]["entropy"] == pytest.approx((0.5 * 10 + 1.5 * 30) / 40)
+    assert "entropy" not in out["vllm"] and out["vllm"]["entropy_mc"] == out["hf"]["entropy"]

@@ -282,3 +282,22 @@ def test_hostile_corpus_no_exceptions_bounded_time():
     assert all(isinstance(v, Verdict) for v in verdicts)
     assert s["calls"] == 10_000
     assert elapsed < 240
+
+
+def test_worker_that_cannot_start_raises_instead_of_scoring_wrong(tmp_path):
+    """A script fed on stdin cannot be re-imported by forkserver workers: the verifier must
+    say so, not quietly score every answer that needs sympy as wrong."""
+    import subprocess
+    import sys
+
+    script = ("from rlboundary.tasks.verify import is_equivalent\n"
+              "print(is_equivalent('0.5', r'\\frac{1}{2}'))\n")
+    out = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode != 0
+    assert "VerifierUnavailable" in out.stderr and "not a file" in out.stderr
+    # The string path needs no worker, so it still works there.
+    easy = script.replace("is_equivalent('0.5', r'\\frac{1}{2}')", "is_equivalent('007', '7')")
+    ok = subprocess.run([sys.executable, "-"], input=easy, text=True, capture_output=True,
+                        cwd=tmp_path, timeout=120)
+    assert ok.stdout.strip() == "True", ok.stderr

@@ -33,7 +33,10 @@ import threading
 from collections import OrderedDict
 
 from rlboundary.tasks import verify_worker
-from rlboundary.tasks.verify_worker import shutdown  # noqa: F401  (public: stop this thread's worker)
+from rlboundary.tasks.verify_worker import (  # noqa: F401  (public)
+    VerifierUnavailable,
+    shutdown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -312,11 +315,17 @@ def _verify(pred, gold, timeout: float) -> Verdict:
 
 
 def verify(pred: str | None, gold: str, timeout: float | None = None) -> Verdict:
-    """Is the extracted answer ``pred`` equivalent to ``gold``? Never raises."""
+    """Is the extracted answer ``pred`` equivalent to ``gold``?
+
+    No answer makes it raise; only :class:`VerifierUnavailable` (no worker process can be
+    started at all) does, since that is a broken set-up that would score everything wrong.
+    """
     _bump("calls")
     try:
         verdict = _verify(pred, gold, DEFAULT_TIMEOUT if timeout is None else float(timeout))
-    except Exception:  # e.g. no worker process could be started
+    except VerifierUnavailable:
+        raise
+    except Exception:
         log.warning("answer verification failed; scored wrong", exc_info=True)
         _bump("crashes")
         verdict = Verdict.WRONG

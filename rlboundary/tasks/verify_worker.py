@@ -142,6 +142,11 @@ def _context():
         return _ctx[1]
 
 
+class VerifierUnavailable(RuntimeError):
+    """No worker process could be started: a broken set-up, not a bad answer, so it is raised
+    (scoring every answer wrong would silently zero the rewards of a whole run)."""
+
+
 def _start_worker() -> tuple:
     ctx = _context()
     # By reference to the canonical module: verl may have loaded this file under another name.
@@ -150,9 +155,20 @@ def _start_worker() -> tuple:
     proc = ctx.Process(target=target, args=(child,), daemon=True, name="verifier")
     proc.start()
     child.close()
-    if not conn.poll(WORKER_START_TIMEOUT) or conn.recv()[0] != "ready":
+    try:
+        ready = conn.poll(WORKER_START_TIMEOUT) and conn.recv()[0] == "ready"
+    except (EOFError, OSError):
+        ready = False
+    if not ready:
+        code = proc.exitcode
         _stop_worker((conn, proc, None))
-        raise RuntimeError("verifier worker did not start")
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        hint = ""
+        if main_file and not os.path.exists(main_file):
+            hint = (f" The calling script {main_file!r} is not a file, and {ctx.get_start_method()}"
+                    " workers re-import it: run the code from a .py file or with python -c.")
+        raise VerifierUnavailable(
+            f"the math-verify worker process did not start (exit code {code}).{hint}")
     return conn, proc, os.getpid()
 
 

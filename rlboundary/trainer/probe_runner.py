@@ -178,6 +178,8 @@ def _metrics(cfg: Mapping, name: str, step: int, cur: pd.DataFrame, base: pd.Dat
              ) -> dict[str, float]:
     probes = list(cfg["probes"])
     metrics = run_probes(probes, cur, None if step == 0 else base)
+    if "entropy" in metrics and _entropy_kind(cfg) == "mc":  # vLLM: -logprob of sampled tokens
+        metrics["entropy_mc"] = metrics.pop("entropy")
     prev = _previous(cfg["run_dir"], name, step)
     if prev is not None:
         aligned = prev.set_index("problem_id").reindex(cur["problem_id"])
@@ -188,6 +190,12 @@ def _metrics(cfg: Mapping, name: str, step: int, cur: pd.DataFrame, base: pd.Dat
            **{k: (None if v != v else float(v)) for k, v in metrics.items()}}
     upsert_metrics(cfg["run_dir"], row)
     return metrics
+
+
+def _entropy_kind(cfg: Mapping) -> str:
+    from rlboundary.trainer.samplers import SAMPLERS
+
+    return getattr(SAMPLERS.get(cfg["sampler"]["name"]), "entropy_kind", "exact")
 
 
 def _previous(run_dir: str, dataset: str, step: int) -> pd.DataFrame | None:
