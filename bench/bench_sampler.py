@@ -65,15 +65,13 @@ def tiny_base(k: int):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rlboundary.cli import compose, plain
-    from rlboundary.tasks import TASKS
     from rlboundary.tasks.prompts import render
     from rlboundary.trainer.base_model import build_base
+    from rlboundary.trainer.probe_runner import load_dataset
 
     cfg = compose([])
     path = build_base(plain(cfg.base), cfg.cache_dir)
-    data = plain(cfg.data)
-    task = TASKS.get(data.pop("name"))
-    test = [r for r in task.load(cache_dir=cfg.cache_dir, **data) if r.split == "test"]
+    task, test = load_dataset(cfg.data.name, plain(cfg.data), cfg.cache_dir, None)
     step = max(1, len(test) // k)
     prompts = [render(task.template, r.problem) for r in test[::step][:k]]
     model = AutoModelForCausalLM.from_pretrained(path).eval()

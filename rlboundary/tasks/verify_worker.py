@@ -11,7 +11,6 @@ Only :mod:`rlboundary.tasks.verify` calls :func:`ask`.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import multiprocessing as mp
 import os
@@ -23,7 +22,7 @@ HARD_GRACE = 0.5  # the worker is killed this long after the timeout
 SOFT_LIMIT = True  # also interrupt math-verify by SIGALRM inside the worker (keeps it alive)
 WORKER_EXTRA_MEMORY_MB = 4096  # address-space limit of a worker above its size at start
 WORKER_START_TIMEOUT = 120.0  # seconds for a new worker to say it is ready
-_CANONICAL = "rlboundary.tasks.verify_worker"  # what the workers import, however we were loaded
+_CANONICAL = "rlboundary.tasks.verify_worker"  # preloaded into the forkserver
 
 _restarts_lock = threading.Lock()
 _restarts = 0  # workers replaced after a kill or crash, all threads together
@@ -149,10 +148,8 @@ class VerifierUnavailable(RuntimeError):
 
 def _start_worker() -> tuple:
     ctx = _context()
-    # By reference to the canonical module: verl may have loaded this file under another name.
-    target = importlib.import_module(_CANONICAL)._worker_main
     conn, child = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(child,), daemon=True, name="verifier")
+    proc = ctx.Process(target=_worker_main, args=(child,), daemon=True, name="verifier")
     proc.start()
     child.close()
     try:
