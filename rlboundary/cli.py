@@ -5,6 +5,7 @@
     rlboundary demo [key=value ...]
     rlboundary probe [model=PATH] [base=PATH] [series=DIR] [data=NAME] [n=256] [key=value ...]
     rlboundary report RUN_DIR
+    rlboundary verify PRED GOLD | rlboundary verify --text FILE GOLD   (no overrides)
 
 Everything after the sub-command is a Hydra override of `rlboundary/conf/config.yaml`
 (e.g. `base.pretrain.steps=300 n=64`); `base=PATH` is short for `base.path=PATH`. Each phase prints how long it took.
@@ -210,6 +211,12 @@ def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> None:
     print("\nphase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
+def cmd_verify(args: argparse.Namespace, overrides: list[str]) -> None:
+    from rlboundary.tasks.verify_cli import run
+
+    raise SystemExit(run(args.answers, text=args.text, timeout=args.timeout))
+
+
 SHORTHANDS = {"base": "base.path"}
 
 
@@ -248,6 +255,11 @@ def parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", parents=[common], help="write RUN_DIR/report/index.html")
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
+    ver = sub.add_parser("verify", help="score one answer: verdict, answer, deciding stage")
+    ver.add_argument("answers", nargs="+", metavar="PRED GOLD", help="PRED GOLD, or GOLD with --text")
+    ver.add_argument("--text", metavar="FILE", help="a whole response (- for stdin) to extract from")
+    ver.add_argument("--timeout", type=float, help="seconds for math-verify (default 3)")
+    ver.set_defaults(func=cmd_verify, recipe=None)
     return p
 
 

@@ -6,6 +6,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +25,7 @@ SLOW = r"\sum_{i=1}^{100000} i^{i}"
 @pytest.fixture(scope="module", autouse=True)
 def warm_worker():
     """Start this thread's worker (and the forkserver) before any timing is taken."""
-    assert V.verify("1", "1.0") is Verdict.CORRECT
+    assert V.verify("x+1", "1+x") is Verdict.CORRECT
     yield
     V.shutdown()
 
@@ -144,9 +146,9 @@ def test_hard_kill_restarts_worker(monkeypatch):
 
 def test_worker_crash_scores_wrong_and_is_replaced(monkeypatch):
     monkeypatch.setattr(W, "SOFT_LIMIT", False)
-    assert V.verify("1", "1.00") is Verdict.CORRECT  # this thread has a live worker
+    assert V.verify("2+x", "x+2") is Verdict.CORRECT  # this thread has a live worker
     before = V.stats()
-    threading.Timer(0.5, os.kill, (W._local.worker[1].pid, signal.SIGKILL)).start()
+    threading.Timer(0.5, os.kill, (W._local.worker.proc.pid, signal.SIGKILL)).start()
     t = time.perf_counter()
     assert V.verify(SLOW, "46", timeout=30) is Verdict.WRONG
     assert time.perf_counter() - t < 5
@@ -284,20 +286,73 @@ def test_hostile_corpus_no_exceptions_bounded_time():
     assert elapsed < 240
 
 
-def test_worker_that_cannot_start_raises_instead_of_scoring_wrong(tmp_path):
-    """A script fed on stdin cannot be re-imported by forkserver workers: the verifier must
-    say so, not quietly score every answer that needs sympy as wrong."""
-    import subprocess
-    import sys
+# ----------------------------------------------------------------------------- any caller
+# Pairs only math-verify can decide (no string, integer or exact-number stage applies).
+_MV_PAIRS = [("x+1", "1+x", True), (r"\sqrt{2}/2", r"\frac{\sqrt2}{2}", True),
+             ("(x+1)^2", "x^2+2x+1", True), ("x-1", "x+1", False), (r"2\pi", r"\pi+\pi", True),
+             (r"\sqrt{8}", r"3\sqrt{2}", False)]
+_SCRIPT = ("from rlboundary.tasks.verify import compute_score, is_equivalent, stats\n"
+           f"pairs = {_MV_PAIRS!r}\n"
+           "print([is_equivalent(p, g) for p, g, _ in pairs])\n"
+           "print(compute_score('x', r'so \\boxed{y+2}', '2+y')['acc'])\n"
+           "print(stats()['sympy_calls'])\n")
 
-    script = ("from rlboundary.tasks.verify import is_equivalent\n"
-              "print(is_equivalent('0.5', r'\\frac{1}{2}'))\n")
-    out = subprocess.run([sys.executable, "-"], input=script, text=True, capture_output=True,
-                         cwd=tmp_path, timeout=120)
-    assert out.returncode != 0
-    assert "VerifierUnavailable" in out.stderr and "not a file" in out.stderr
-    # The string path needs no worker, so it still works there.
-    easy = script.replace("is_equivalent('0.5', r'\\frac{1}{2}')", "is_equivalent('007', '7')")
-    ok = subprocess.run([sys.executable, "-"], input=easy, text=True, capture_output=True,
-                        cwd=tmp_path, timeout=120)
-    assert ok.stdout.strip() == "True", ok.stderr
+
+def _check_script_output(out) -> None:
+    assert out.returncode == 0, out.stderr
+    verdicts, score, sympy_calls = out.stdout.strip().splitlines()
+    assert verdicts == str([want for _, _, want in _MV_PAIRS])
+    assert score == "True" and int(sympy_calls) == len(_MV_PAIRS) + 1
+
+
+def test_script_without_main_guard_gets_math_verify_verdicts(tmp_path):
+    """A script with no `if __name__ == "__main__":` guard, run in a fresh interpreter: workers
+    must not re-import it (multiprocessing's spawn and forkserver would)."""
+    script = tmp_path / "check.py"
+    script.write_text(_SCRIPT)
+    out = subprocess.run([sys.executable, str(script)], check=False, text=True,
+                         capture_output=True, cwd=tmp_path, timeout=120)
+    _check_script_output(out)
+
+
+def test_script_on_stdin_gets_math_verify_verdicts(tmp_path):
+    out = subprocess.run([sys.executable, "-"], input=_SCRIPT, check=False, text=True,
+                         capture_output=True, cwd=tmp_path, timeout=120)
+    _check_script_output(out)
+
+
+def _in_new_thread(fn):
+    """Run ``fn`` in a fresh thread (so with a fresh worker slot); return or re-raise."""
+    box = {}
+
+    def work():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+        finally:
+            W.shutdown()
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join(120)
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+def test_worker_that_cannot_start_raises_with_its_reason(monkeypatch):
+    """Not scored wrong: a verifier without workers would zero every reward that needs sympy."""
+    monkeypatch.setattr(W, "_COMMAND", "import sys; sys.stderr.write('no sympy here'); sys.exit(3)")
+    with pytest.raises(V.VerifierUnavailable, match=r"exited with code 3(.|\n)*no sympy here"):
+        _in_new_thread(lambda: V.verify("y+3", "3+y"))
+    # The stages before math-verify need no worker, so they still work there.
+    assert _in_new_thread(lambda: V.verify(r"\frac{1}{2}", "0.5")) is Verdict.CORRECT
+    monkeypatch.setattr(W.sys, "executable", "/nonexistent/python")
+    with pytest.raises(V.VerifierUnavailable, match="could not run '/nonexistent/python'"):
+        _in_new_thread(lambda: V.verify("y+4", "4+y"))
+
+
+def test_worker_start_time_is_recorded():
+    times = W.start_times()
+    assert times and all(0 < t < W.WORKER_START_TIMEOUT for t in times)

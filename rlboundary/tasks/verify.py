@@ -6,33 +6,62 @@ abandons timed-out tasks in a process pool without killing them, so hostile answ
 math-verify's own limit is ``signal.alarm``, which works only in the main thread, so in a reward
 loop (threads, Ray actors) it runs unbounded and an answer like ``9^{9^{9}}`` stalls training.
 
-:func:`verify` works in stages: normalised string equality (plain integers compared as
-integers), no sympy; a guard that scores dangerous answers wrong (too long, too deep, power
-towers, huge factorials); then math-verify in a persistent worker process per calling thread,
-stopped by a SIGALRM inside it at the time limit and killed (then lazily replaced) if it still
-overruns, e.g. inside a GMP call (:mod:`rlboundary.tasks.verify_worker`). Timeouts score wrong and are counted apart; nothing raises;
-model text is never eval'd. Workers fork from a ``forkserver`` with math-verify warmed (a
-restart costs ~50 ms), so, as with any forkserver user, a calling *script* needs the
-``if __name__ == "__main__":`` guard. verl: ``reward.custom_reward_function.path=
-pkg://rlboundary.tasks.verify`` (a file path works too), ``name=compute_score``.
+:func:`verify` works in stages, cheapest first; :func:`verify_explain` also says which decided:
 
-Difference from the study: it scored Omni-MATH-Rule with that dataset's rule-based answer
-checks; we use math-verify (symbolic and numeric equivalence), which accepts some equivalent
-forms those rules reject, so absolute accuracies differ somewhat from the paper's.
+1. ``string``: normalised strings equal (no sympy); ``integer``: both plain integers.
+2. ``several values``: a list, set or tuple on either side (:mod:`.verify_values`). Unordered
+   lists of solutions (``1, 2, 3``, ``1 and 2 and 3``, ``\\{1,2\\}``, several ``\\boxed{}`` when the
+   gold has several values) match as sets, item by item through these same stages; tuples and
+   intervals match in order, brackets included; a bare list may stand for a ``(..)`` tuple (in
+   the gold's order) and a ``(..)`` tuple for a list. A single-value gold never matches a list of
+   two or more values: no reward for listing every candidate.
+3. percent: ``%``, ``\\%``, ``\\text{ percent}`` and ``percent`` are one mark, and optional:
+   ``50\\%`` matches ``50`` and ``0.5`` (as math-verify's ``9\\% = 9`` rule and the MATH
+   normaliser, which strips ``\\%``); ``0.5\\%`` does not match ``50``.
+4. ``guard``: answers that could stall sympy are scored wrong (:mod:`.verify_guard`).
+5. ``exact number``: both sides plain numbers (integers, decimals, fractions, powers,
+   factorials) are compared as rationals; a decimal matches within one part in a million
+   (:mod:`.verify_numbers`). math-verify's absolute tolerance would score ``\\frac{1}{2^{98}}``
+   right for ``\\frac{1}{2^{99}}``; here no two numbers a factor of 2 apart ever match.
+6. ``math-verify`` in a worker process per calling thread, stopped at the time limit
+   (``timeout`` when it is hit), its "equal" vetoed for numbers relatively far apart
+   (:mod:`.verify_worker`). Nothing raises but :class:`VerifierUnavailable`; model text is
+   never eval'd. Workers are their own interpreters, so any caller works: a script without an
+   ``if __name__ == "__main__":`` guard, ``python -`` on stdin, a notebook.
+
+verl: ``reward.custom_reward_function.path=pkg://rlboundary.tasks.verify`` (a file path works
+too), ``name=compute_score``. Difference from the study: it scored Omni-MATH-Rule with that
+dataset's rule-based answer checks; we use the stages above (math-verify for what is not plain),
+which accept some equivalent forms those rules reject, so absolute accuracies differ somewhat.
 """
 
 from __future__ import annotations
 
 import enum
-import itertools
+import functools
 import logging
-import math
-import operator
 import re
 import threading
+import time
 from collections import OrderedDict
+from typing import NamedTuple
 
-from rlboundary.tasks import verify_worker
+from rlboundary.tasks import verify_numbers, verify_values, verify_worker
+from rlboundary.tasks.verify_extract import (
+    _tagged,
+    _unwrap,
+    boxed_answers,
+    extract_answer,
+    normalize,
+)
+from rlboundary.tasks.verify_guard import (  # noqa: F401  (public)
+    MAX_DEPTH,
+    MAX_DIGITS,
+    MAX_EXPONENT,
+    MAX_FACTORIAL,
+    MAX_LEN,
+    risky,
+)
 from rlboundary.tasks.verify_worker import (  # noqa: F401  (public)
     VerifierUnavailable,
     shutdown,
@@ -40,16 +69,12 @@ from rlboundary.tasks.verify_worker import (  # noqa: F401  (public)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT = 3.0  # seconds per math-verify comparison
-MAX_LEN = 2000  # longer answers are guarded (scored wrong without sympy)
-MAX_DEPTH = 50  # bracket nesting limit
-MAX_EXPONENT = 1e5  # numeric exponents above this are guarded (power towers land here)
-MAX_DIGITS = 1e6  # numeric powers with more digits than this are guarded
-MAX_FACTORIAL = 1e4  # n! with numeric n above this is guarded
+DEFAULT_TIMEOUT = 3.0  # seconds per math-verify comparison (and per several-value answer)
 CACHE_SIZE = 50_000  # (pred, gold) pairs remembered from the sympy path
 
-_COUNTERS = ("calls", "exact_match", "integer", "sympy_calls", "cache_hits", "correct",
-             "timeouts", "guarded", "unparseable", "worker_restarts", "crashes")
+_COUNTERS = ("calls", "exact_match", "integer", "exact_number", "several_values", "sympy_calls",
+             "cache_hits", "correct", "timeouts", "guarded", "unparseable", "worker_restarts",
+             "crashes")
 
 
 class Verdict(str, enum.Enum):
@@ -57,6 +82,18 @@ class Verdict(str, enum.Enum):
     WRONG = "wrong"
     TIMEOUT = "timeout"
     UNPARSEABLE = "unparseable"
+
+
+class Explanation(NamedTuple):
+    """What :func:`verify_explain` found: the verdict, the stage that decided it ("no answer",
+    "string", "integer", "several values", "guard", "exact number", "math-verify", "timeout",
+    "error"), the two answers as compared, and a note (e.g. each item's stage). A NamedTuple,
+    not a dataclass: verl may load this file as a module missing from ``sys.modules``."""
+    verdict: Verdict
+    stage: str
+    answer: str | None
+    gold: str
+    detail: str = ""
 
 
 _stats_lock = threading.Lock()
@@ -70,8 +107,9 @@ def _bump(key: str) -> None:
 
 
 def stats() -> dict:
-    """Counters since the last reset, all threads together. ``exact_match``/``integer``: decided
-    by the string path; ``sympy_calls``: sent to a worker; ``crashes``: worker failures."""
+    """Counters since the last reset, all threads together. ``exact_match``/``integer``/
+    ``exact_number``/``guarded``: decided by that stage (items of several-value answers count
+    too); ``sympy_calls``: sent to a worker; ``crashes``: worker failures."""
     with _stats_lock:
         return {**_stats, "worker_restarts": verify_worker.restart_count() - _restart_base}
 
@@ -83,73 +121,22 @@ def reset_stats() -> None:
         _restart_base = verify_worker.restart_count()
 
 
-# ----------------------------------------------------------------------------- extraction
-_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_BRACE_STEP = tuple(1 if c == ord("{") else -1 if c == ord("}") else 0 for c in range(256))
+@functools.lru_cache(maxsize=4096)
+def _lists_values(gold: str) -> bool:
+    """Is ``gold`` an unordered list of two or more values?"""
+    shape = verify_values.shape(normalize(_unwrap(gold)))
+    return shape.kind == "set" and len(shape.items) >= 2
 
 
-def _close_brace(s: str, i: int) -> int:
-    """Index of the brace matching the ``{`` at s[i], or -1; a C-speed scan (~0.15 s per MB)."""
-    steps = map(_BRACE_STEP.__getitem__, s[i:].encode("latin-1", "replace"))
-    try:
-        return i + operator.indexOf(itertools.accumulate(steps), 0)
-    except ValueError:
-        return -1
-
-
-def _last_boxed(s: str, tries: int = 3) -> str | None:
-    """Content of the last balanced ``\\boxed{..}``/``\\fbox{..}``; a few unclosed ones skipped."""
-    starts = [m.end() - 1 for m in _BOX.finditer(s)]
-    for i in reversed(starts[-tries:]):
-        j = _close_brace(s, i)
-        if j >= 0:
-            return s[i + 1:j]
-    return None
-
-
-def extract_answer(text: str | None) -> str | None:
-    """The last ``<answer>..</answer>``, else the last ``\\boxed{..}``, stripped; else None."""
-    if not text:
-        return None
-    end = text.rfind("</answer>")
-    start = text.rfind("<answer>", 0, end) if end >= 0 else -1
-    if start >= 0:
-        return text[start + len("<answer>"):end].strip()
-    boxed = _last_boxed(text)
-    return boxed.strip() if boxed is not None else None
-
-
-def _unwrap(s: str) -> str:
-    """``\\[ \\boxed{x} \\]`` -> ``x``; anything without a box is only stripped."""
-    s = s.strip()
-    if "\\boxed" in s or "\\fbox" in s:
-        inner = _last_boxed(s)
-        if inner is not None and inner.strip():
-            return inner.strip()
-    return s
-
-
-# ----------------------------------------------------------------------------- normalisation
-_DROP = re.compile(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\displaystyle|\\[!,;: ]|\\q?quad"
-                   r"|\\\$|\$|\\\[|\\\]|\\\(|\\\)|~|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree")
-_SUBS = [(re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}"), r"\1"),
-         (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
-         (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
-         (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
-         (re.compile(r"\\(le|ge)(?![a-zA-Z])"), r"\\\1q"),
-         (re.compile(r"\s+"), " "),
-         (re.compile(r"(?<![A-Za-z0-9]) | (?![A-Za-z0-9])"), "")]  # keep "pi r", "2 3"
-
-
-def normalize(s: str | None) -> str:
-    """Cheap, conservative string normalisation: equal outputs mean equal answers."""
-    s = (s or "").strip()
-    while s.startswith(("\\boxed", "\\fbox")) and _close_brace(s, i := s.find("{")) == len(s) - 1:
-        s = s[i + 1:-1].strip()
-    s = _DROP.sub("", s).strip()
-    for pattern, repl in _SUBS:
-        s = pattern.sub(repl, s)
-    return s[:-1] if s.endswith(".") and not s.endswith("..") else s
+def extract_prediction(text: str | None, gold) -> str | None:
+    """:func:`extract_answer`; but when the gold is a list of several values, the response has
+    no ``<answer>`` tags and it boxes each value apart (``\\boxed{1}, \\boxed{2}``), all its boxes
+    together (``1, 2``). An earlier box with another value then makes the answer wrong."""
+    pred = extract_answer(text)
+    if pred is None or not gold or not _lists_values(str(gold)) or _tagged(text) is not None:
+        return pred
+    boxes = boxed_answers(text)
+    return ", ".join(boxes) if len(boxes) >= 2 else pred
 
 
 _INT = re.compile(r"([+-]?)0*(\d+)")
@@ -160,108 +147,7 @@ def _int_key(s: str) -> str:
     return "-" + digits if sign == "-" and digits != "0" else digits
 
 
-# ----------------------------------------------------------------------------- risk guard
-_NUMBER = re.compile(r"\s*[-+]?\s*(\d+(?:\.\d*)?)")  # the sign is ignored: 2^{-10^9} is as bad
-_TRAILING_NUMBER = re.compile(r"(\d+(?:\.\d*)?)\s*$")
-
-
-def _pairs(s: str) -> tuple[dict, int]:
-    """Matching {} and () positions (both ways) and the maximum depth of {([ brackets."""
-    pairs, stacks, depth, max_depth = {}, {"}": [], ")": []}, 0, 0
-    for m in re.finditer(r"[{}()\[\]]", s):
-        ch, i = m.group(), m.start()
-        if ch in "{([":
-            depth += 1
-            max_depth = max(max_depth, depth)
-            if ch != "[":
-                stacks["}" if ch == "{" else ")"].append(i)
-        else:
-            depth = max(depth - 1, 0)
-            if ch != "]" and stacks[ch]:
-                j = stacks[ch].pop()
-                pairs[i], pairs[j] = j, i
-    return pairs, max_depth
-
-
-def _exp10(x: float) -> float:
-    return math.inf if x > 300 else 10.0 ** x
-
-
-def _log10_tower(s: str, i: int, pairs: dict) -> tuple[float | None, int]:
-    """(log10 value, end) of the purely numeric power tower at s[i:] (``9^9^9``, ``{10^{10}}``,
-    ``(2^3)``); inf on overflow; (None, i) when it is not numeric."""
-    while i < len(s) and s[i].isspace():
-        i += 1
-    if i < len(s) and s[i] in "{(":
-        j = pairs.get(i, -1)
-        value, k = _log10_tower(s, i + 1, pairs) if j > i else (None, i)
-        if value is None or k > j or s[k:j].strip():
-            return None, i
-        end = j + 1
-    else:
-        m = _NUMBER.match(s, i)
-        if not m:
-            return None, i
-        number = float(m.group(1))
-        value, end = (math.log10(number) if number > 0 else -math.inf), m.end()
-    k = end
-    while k < len(s) and s[k].isspace():
-        k += 1
-    if k < len(s) and s[k] == "^":
-        exp, k2 = _log10_tower(s, k + 1, pairs)
-        if exp is not None:
-            return (value * _exp10(exp) if value > 0 else 0.0), k2
-    return value, end
-
-
-def _log10_before(s: str, p: int, pairs: dict, memo: dict) -> float | None:
-    """log10 of the numeric operand ending just before s[p] (``1000!``, ``{10^6}!``, ``9!!``)."""
-    if p in memo:
-        return memo[p]
-    q, value = p - 1, None
-    while q >= 0 and s[q].isspace():
-        q -= 1
-    if q >= 0 and s[q] == "!":  # (n!)!
-        inner = _log10_before(s, q, pairs, memo)
-        if inner is not None:
-            n = _exp10(inner)
-            value = math.lgamma(n + 1) / math.log(10) if n < 1e300 else n
-    elif q >= 0 and s[q] in "})" and q in pairs:
-        value, end = _log10_tower(s, pairs[q], pairs)
-        if value is None or end != q + 1:  # else the last operand inside: (9!)!, (n+10^6)!
-            value = _log10_before(s, q, pairs, memo)
-    elif m := _TRAILING_NUMBER.search(s, max(0, q - 40), q + 1):
-        value = math.log10(float(m.group(1)) or 1.0)
-    memo[p] = value
-    return value
-
-
-def risky(s: str) -> bool:
-    """True when handing ``s`` to sympy could take unbounded time or memory."""
-    if len(s) > MAX_LEN:
-        return True
-    pairs, depth = _pairs(s)
-    if depth > MAX_DEPTH:
-        return True
-    memo: dict = {}
-    try:
-        for m in re.finditer(r"\^", s):
-            exp, _ = _log10_tower(s, m.end(), pairs)
-            if exp is not None and exp > math.log10(MAX_EXPONENT):
-                return True
-            base = _log10_before(s, m.start(), pairs, memo) if exp is not None else None
-            if base is not None and base > 0 and base * _exp10(exp) > MAX_DIGITS:
-                return True
-        for m in re.finditer(r"!", s):
-            n = _log10_before(s, m.start(), pairs, memo)
-            if n is not None and n > math.log10(MAX_FACTORIAL):
-                return True
-    except RecursionError:
-        return True
-    return False
-
-
-# ----------------------------------------------------------------------------- public API
+# ----------------------------------------------------------------------------- stages
 _cache_lock = threading.Lock()
 _cache: OrderedDict = OrderedDict()  # (pred, gold) -> (Verdict, timeout it was found with)
 
@@ -294,24 +180,158 @@ def _sympy_verdict(pred: str, gold: str, timeout: float) -> Verdict:
     return verdict
 
 
-def _verify(pred, gold, timeout: float) -> Verdict:
-    if pred is None or not str(pred).strip():
-        return Verdict.UNPARSEABLE
-    pred, gold = _unwrap(str(pred)), _unwrap("" if gold is None else str(gold))
-    if not gold:
-        return Verdict.WRONG
+_OK, _NO, _TIMEOUT = Verdict.CORRECT, Verdict.WRONG, Verdict.TIMEOUT
+_UNDECIDED = None  # from a cheap pass: only a worker could decide
+_SINGLE = "single"  # from _several: let the single-value stages decide
+
+
+def _decide(pred: str, gold: str, timeout: float, deadline: float | None = None,
+            depth: int = 0, cheap: bool = False):
+    """(verdict, stage, detail) for two unwrapped answers, or _UNDECIDED when ``cheap`` and only
+    a worker could decide. ``deadline`` (time.monotonic()): when items of a several-value answer
+    must be done; each math-verify call gets at most ``timeout``."""
+    norm_pred = norm_gold = None
     if len(pred) <= 4 * MAX_LEN:  # longer ones cannot pass the guard anyway
         norm_pred, norm_gold = normalize(pred), normalize(gold)
         if norm_pred and norm_pred == norm_gold:
             _bump("exact_match")
-            return Verdict.CORRECT
+            return _OK, "string", ""
         if _INT.fullmatch(norm_pred) and _INT.fullmatch(norm_gold):
             _bump("integer")
-            return Verdict.CORRECT if _int_key(norm_pred) == _int_key(norm_gold) else Verdict.WRONG
-    if risky(pred) or risky(gold):
+            return (_OK if _int_key(norm_pred) == _int_key(norm_gold) else _NO), "integer", ""
+        if depth < 2:
+            shapes = verify_values.shape(norm_pred), verify_values.shape(norm_gold)
+            if shapes[0].kind != "single" or shapes[1].kind != "single":
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
+                decided = _several(*shapes, timeout, deadline, depth, cheap)
+                if decided is not _SINGLE:
+                    return decided
+    pred_body, pred_pct = verify_values.split_percent(pred)
+    gold_body, gold_pct = verify_values.split_percent(gold)
+    if (pred_pct or gold_pct) and norm_pred is not None:
+        norm_pred, norm_gold = normalize(pred_body), normalize(gold_body)
+        if norm_pred and norm_pred == norm_gold:
+            _bump("exact_match")
+            return _OK, "string", "percent mark dropped"
+    if risky(pred_body) or risky(gold_body):
         _bump("guarded")
-        return Verdict.WRONG
-    return _sympy_verdict(pred, gold, timeout)
+        return _NO, "guard", ""
+    if norm_pred is not None:
+        exact = verify_numbers.compare(norm_pred, norm_gold, pred_pct, gold_pct)
+        if exact is not None:
+            _bump("exact_number")
+            return (_OK if exact else _NO), "exact number", ""
+    if cheap:
+        return _UNDECIDED
+    if deadline is not None:
+        timeout = min(timeout, deadline - time.monotonic())
+        if timeout <= 0:
+            return _TIMEOUT, "timeout", "no time left for math-verify"
+    verdict = _sympy_verdict(pred_body, gold_body, timeout)
+    return verdict, ("timeout" if verdict is _TIMEOUT else "math-verify"), ""
+
+
+def _several(pred: verify_values.Shape, gold: verify_values.Shape, timeout: float,
+             deadline: float, depth: int, cheap: bool):
+    """Compare answers of which at least one has several values (rules: module docstring), each
+    pair of items through :func:`_decide`, cheap stages first; _SINGLE where the single-value
+    stages should decide (a tuple or set against one expression)."""
+    def verdict(v: Verdict, note: str):
+        _bump("several_values")
+        return v, "several values", note
+
+    if len(pred.items) > verify_values.MAX_VALUES or len(gold.items) > verify_values.MAX_VALUES:
+        _bump("guarded")
+        return _NO, "guard", f"more than {verify_values.MAX_VALUES} values"
+    if gold.kind == "single":
+        if pred.kind == "set" and len(set(pred.items)) >= 2:
+            return verdict(_NO, f"one value expected, the answer lists {len(pred.items)}")
+        return _SINGLE
+    if pred.kind == "single":
+        if len(set(gold.items)) >= 2 and verify_numbers.plain_number(pred.items[0]) is not None:
+            return verdict(_NO, f"{len(set(gold.items))} values expected, the answer has one")
+        return _SINGLE
+    ordered = gold.kind == "tuple"
+    if ordered and not (pred.brackets == gold.brackets
+                        or (pred.brackets == "" and gold.brackets == "()")):
+        return verdict(_NO, f"brackets {pred.brackets or 'none'} against {gold.brackets}")
+    if not ordered and pred.kind == "tuple" and pred.brackets != "()":
+        return verdict(_NO, f"an interval {pred.brackets} against a set")
+    p_items, g_items = pred.items, gold.items
+    if not ordered:  # repeats in a set say nothing
+        p_items, g_items = tuple(dict.fromkeys(p_items)), tuple(dict.fromkeys(g_items))
+    kind, n = ("tuple" if ordered else "set"), len(g_items)
+    if len(p_items) != n:
+        return verdict(_NO, f"{len(p_items)} values, {n} expected")
+    matched: dict[int, str] = {}  # gold item -> the stage that matched it
+    used: set[int] = set()
+    timed_out = False
+    for cheap_pass in ((True,) if cheap else (True, False)):
+        for j in range(n):
+            if j in matched:
+                continue
+            undecided = False
+            for i in ([j] if ordered else range(n)):
+                if i in used:
+                    continue
+                got = _decide(p_items[i], g_items[j], timeout, deadline, depth + 1, cheap_pass)
+                if got is _UNDECIDED:
+                    undecided = True
+                    continue
+                if got[0] is _OK:
+                    matched[j] = got[1]
+                    used.add(i)
+                    break
+                timed_out = timed_out or got[0] is _TIMEOUT
+            else:
+                if not undecided:  # no item can match this one
+                    note = f"{kind} item {j + 1} ({g_items[j]}) unmatched"
+                    if timed_out:
+                        return verdict(_TIMEOUT, note + ": math-verify ran out of time")
+                    return verdict(_NO, note)
+    if len(matched) < n:
+        return _UNDECIDED
+    stages = ", ".join(dict.fromkeys(matched[j] for j in range(n)))
+    return verdict(_OK, f"{kind} of {n} values ({stages})")
+
+
+# ----------------------------------------------------------------------------- public API
+def _explain(pred, gold, timeout: float | None) -> tuple:
+    """The fields of an :class:`Explanation`."""
+    if pred is None or not str(pred).strip():
+        return Verdict.UNPARSEABLE, "no answer", None, "" if gold is None else str(gold), ""
+    pred, gold = _unwrap(str(pred)), _unwrap("" if gold is None else str(gold))
+    if not gold:
+        return _NO, "no gold", pred, gold, ""
+    verdict, stage, detail = _decide(pred, gold, DEFAULT_TIMEOUT if timeout is None
+                                     else float(timeout))
+    return verdict, stage, pred, gold, detail
+
+
+def _run(pred, gold, timeout: float | None) -> tuple:
+    _bump("calls")
+    try:
+        out = _explain(pred, gold, timeout)
+    except VerifierUnavailable:
+        raise
+    except Exception as e:
+        log.warning("answer verification failed; scored wrong", exc_info=True)
+        _bump("crashes")
+        out = (_NO, "error", pred, "" if gold is None else str(gold), repr(e)[:200])
+    counter = _VERDICT_COUNTER.get(out[0])
+    if counter:
+        _bump(counter)
+    return out
+
+
+_VERDICT_COUNTER = {Verdict.CORRECT: "correct", Verdict.TIMEOUT: "timeouts",
+                    Verdict.UNPARSEABLE: "unparseable"}
+
+
+def verify_explain(pred: str | None, gold: str, timeout: float | None = None) -> Explanation:
+    """:func:`verify`, with the stage that decided and a note (for ``rlboundary verify``)."""
+    return Explanation(*_run(pred, gold, timeout))
 
 
 def verify(pred: str | None, gold: str, timeout: float | None = None) -> Verdict:
@@ -320,20 +340,7 @@ def verify(pred: str | None, gold: str, timeout: float | None = None) -> Verdict
     No answer makes it raise; only :class:`VerifierUnavailable` (no worker process can be
     started at all) does, since that is a broken set-up that would score everything wrong.
     """
-    _bump("calls")
-    try:
-        verdict = _verify(pred, gold, DEFAULT_TIMEOUT if timeout is None else float(timeout))
-    except VerifierUnavailable:
-        raise
-    except Exception:
-        log.warning("answer verification failed; scored wrong", exc_info=True)
-        _bump("crashes")
-        verdict = Verdict.WRONG
-    counter = {Verdict.CORRECT: "correct", Verdict.TIMEOUT: "timeouts",
-               Verdict.UNPARSEABLE: "unparseable"}.get(verdict)
-    if counter:
-        _bump(counter)
-    return verdict
+    return _run(pred, gold, timeout)[0]
 
 
 def is_equivalent(pred: str | None, gold: str, timeout: float | None = None) -> bool:
@@ -345,10 +352,10 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
 
     ``timeout`` may come in ``reward_kwargs``; other keyword arguments are ignored.
     """
-    pred = extract_answer(solution_str)
     many = isinstance(ground_truth, (list, tuple)) or type(ground_truth).__name__ == "ndarray"
-    verdicts = []
+    verdicts, pred = [], None
     for gold in list(ground_truth) if many else [ground_truth]:
+        pred = extract_prediction(solution_str, gold)
         verdicts.append(verify(pred, gold, kwargs.get("timeout")))
         if verdicts[-1] is Verdict.CORRECT:
             break
