@@ -356,3 +356,23 @@ def test_worker_that_cannot_start_raises_with_its_reason(monkeypatch):
 def test_worker_start_time_is_recorded():
     times = W.start_times()
     assert times and all(0 < t < W.WORKER_START_TIMEOUT for t in times)
+
+
+def test_worker_pipes_above_fd_1024():
+    """Reward loops (Ray, verl) may hold over 1024 files; select() fails there, poll() does not."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1400:
+        if hard != resource.RLIM_INFINITY and hard < 1400:
+            pytest.skip("RLIMIT_NOFILE below 1400")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1400, hard))
+    fds = []
+    try:
+        while not fds or fds[-1] < 1100:
+            fds.extend(os.pipe())
+        assert _in_new_thread(lambda: V.verify("z+5", "5+z")) is Verdict.CORRECT
+    finally:
+        for fd in fds:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

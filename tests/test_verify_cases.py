@@ -107,7 +107,8 @@ def test_property_numbers_a_factor_of_two_apart_never_match():
 
 
 @pytest.mark.parametrize("a,b", [(r"\frac{\pi}{2^{100}}", r"\frac{\pi}{2^{99}}"),
-                                 (r"\sqrt{2} \cdot 10^{-30}", r"\sqrt{2} \cdot 10^{-29}")])
+                                 (r"\sqrt{2} \cdot 10^{-30}", r"\sqrt{2} \cdot 10^{-29}"),
+                                 (r"x = \frac{\pi}{2^{98}}", r"\frac{\pi}{2^{99}}")])
 def test_worker_vetoes_numbers_relatively_far_apart(a, b):
     """Not plain numbers, so math-verify decides; its absolute tolerance would call them equal."""
     assert both_ways(a, b) == (Verdict.WRONG, Verdict.WRONG)
@@ -178,6 +179,24 @@ def test_several_values_different(a, b):
     assert both_ways(a, b) == (Verdict.WRONG, Verdict.WRONG)
 
 
+def test_several_values_first_call_in_a_thread_is_not_charged_the_worker_start():
+    """Items needing math-verify share one time limit, which starts once the worker is up."""
+    import threading
+
+    from rlboundary.tasks import verify_worker
+
+    got = {}
+
+    def work():
+        got["verdict"] = V.verify("x+1, 2y", r"y \cdot 2, 1+x", timeout=1)
+        verify_worker.shutdown()
+
+    th = threading.Thread(target=work)
+    th.start()
+    th.join(120)
+    assert got["verdict"] is Verdict.CORRECT
+
+
 def test_single_gold_never_matches_a_list():
     for pred in ("1, 2", "2, 3", "2 or 3", r"\{2, 3\}", "x=2, x=3"):
         found = verify_explain(pred, "2")
@@ -240,3 +259,21 @@ def test_cli_subcommand():
                          input=r"\boxed{1}, \boxed{3}", check=False, capture_output=True,
                          text=True, timeout=120)
     assert out.returncode == 1 and "answer   3 (extracted from stdin)" in out.stdout
+
+
+# ----------------------------------------------------------------------------- real data
+@pytest.mark.data
+def test_math500_gold_answers_self_equivalent_without_sympy(math500_path):
+    import json
+
+    from rlboundary.tasks.math_datasets import normalise_answer
+
+    with open(math500_path) as f:
+        answers = [normalise_answer(json.loads(line)["answer"]) for line in f]
+    assert len(answers) == 500
+    V.reset_stats()
+    bad = [a for a in answers if not (V.is_equivalent(a, a)
+                                      and V.is_equivalent(f"\\boxed{{{a}}}", a)
+                                      and compute_score("x", f"so \\boxed{{{a}}}.", a)["acc"])]
+    assert not bad, bad[:5]
+    assert V.stats()["sympy_calls"] == 0

@@ -202,8 +202,6 @@ def _decide(pred: str, gold: str, timeout: float, deadline: float | None = None,
         if depth < 2:
             shapes = verify_values.shape(norm_pred), verify_values.shape(norm_gold)
             if shapes[0].kind != "single" or shapes[1].kind != "single":
-                if deadline is None:
-                    deadline = time.monotonic() + timeout
                 decided = _several(*shapes, timeout, deadline, depth, cheap)
                 if decided is not _SINGLE:
                     return decided
@@ -233,10 +231,11 @@ def _decide(pred: str, gold: str, timeout: float, deadline: float | None = None,
 
 
 def _several(pred: verify_values.Shape, gold: verify_values.Shape, timeout: float,
-             deadline: float, depth: int, cheap: bool):
+             deadline: float | None, depth: int, cheap: bool):
     """Compare answers of which at least one has several values (rules: module docstring), each
     pair of items through :func:`_decide`, cheap stages first; _SINGLE where the single-value
-    stages should decide (a tuple or set against one expression)."""
+    stages should decide (a tuple or set against one expression). The items' math-verify calls
+    share one ``timeout`` (from ``deadline``, else from when the first one starts)."""
     def verdict(v: Verdict, note: str):
         _bump("several_values")
         return v, "several values", note
@@ -266,12 +265,14 @@ def _several(pred: verify_values.Shape, gold: verify_values.Shape, timeout: floa
         return verdict(_NO, f"{len(p_items)} values, {n} expected")
     matched: dict[int, str] = {}  # gold item -> the stage that matched it
     used: set[int] = set()
-    timed_out = False
     for cheap_pass in ((True,) if cheap else (True, False)):
+        if not cheap_pass and deadline is None:
+            verify_worker.ensure_worker()  # its start-up is not the items' time
+            deadline = time.monotonic() + timeout
         for j in range(n):
             if j in matched:
                 continue
-            undecided = False
+            undecided = timed_out = False
             for i in ([j] if ordered else range(n)):
                 if i in used:
                     continue

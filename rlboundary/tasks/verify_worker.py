@@ -12,7 +12,7 @@ Why not :mod:`multiprocessing`: its ``spawn`` and ``forkserver`` children re-imp
 ``__main__``, so a script without an ``if __name__ == "__main__":`` guard (or one fed on stdin)
 could not start a worker; ``fork`` is unsafe in threaded callers. A worker here imports only
 this package and math-verify. It runs with the caller's interpreter and ``os.environ``, with the
-folder holding this package first on ``PYTHONPATH``. POSIX only (``select`` on pipes).
+folder holding this package first on ``PYTHONPATH``. POSIX only (``poll`` on pipes).
 Only :mod:`rlboundary.tasks.verify` calls :func:`ask`.
 """
 
@@ -82,11 +82,14 @@ def _relatively_far(gold, pred) -> bool:
     """Both are plain sympy numbers more than ``REL_TOL`` apart, relative to the larger: the
     veto on math-verify's absolute tolerance (``chop``, 6 decimal places) for numbers that
     :mod:`rlboundary.tasks.verify_numbers` cannot read exactly (``\\pi/2^{100}``)."""
-    from sympy import Expr, UnevaluatedExpr
+    from sympy import Eq, Expr, Symbol, UnevaluatedExpr
 
     from rlboundary.tasks.verify_numbers import REL_TOL
 
     try:
+        # x = 2^{-98} against 2^{-99}: math-verify compares the right-hand side
+        gold, pred = ((e.rhs if isinstance(e, Eq) and isinstance(e.lhs, Symbol) else e)
+                      for e in (gold, pred))
         if not (isinstance(gold, Expr) and isinstance(pred, Expr) and gold.is_number
                 and pred.is_number) or gold.has(UnevaluatedExpr) or pred.has(UnevaluatedExpr):
             return False
@@ -201,6 +204,7 @@ class _Worker:
             raise VerifierUnavailable(f"could not run {exe!r} for a math-verify worker: {e}") \
                 from e
         self.owner, self.buf, self.ready, self.prelaunched = os.getpid(), b"", False, False
+        self.poller = None
 
     def wait_ready(self) -> None:
         try:
@@ -209,6 +213,7 @@ class _Worker:
             reply = None
         if not reply or reply[0] != "ready":
             self.stop()
+            tail = ""
             with contextlib.suppress(OSError, ValueError):
                 self.log.seek(0)
                 tail = self.log.read().decode(errors="replace").strip()[-1500:]
@@ -231,9 +236,12 @@ class _Worker:
     def recv(self, timeout: float) -> list | None:
         """The next reply, or None when none came within ``timeout``; EOFError if it died."""
         deadline, fd = time.monotonic() + timeout, self.proc.stdout.fileno()
+        if self.poller is None:  # poll, not select: callers may hold more than 1024 files
+            self.poller = select.poll()
+            self.poller.register(fd, select.POLLIN)
         while b"\n" not in self.buf:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or not self.poller.poll(max(1, int(left * 1000))):
                 return None
             chunk = os.read(fd, 65536)
             if not chunk:
@@ -276,28 +284,42 @@ def _replace_worker() -> None:
         _count_restart()
 
 
+def _ready_worker() -> _Worker:
+    """This thread's worker, started (or waited for) now if need be."""
+    worker = getattr(_local, "worker", None)
+    if worker is not None and worker.owner != os.getpid():
+        worker = None  # we are a fork of the worker's owner: leave the worker to it
+    if worker is None:
+        if getattr(_local, "started", False):
+            _count_restart()
+        worker = _local.worker = _Worker()
+        _local.started = True
+    if not worker.ready:
+        _local.worker = None
+        try:
+            worker.wait_ready()
+        except VerifierUnavailable:
+            if not worker.prelaunched:
+                raise
+            worker = _Worker()  # a replacement died before it was needed: one more try
+            worker.wait_ready()
+        _local.worker = worker
+    return worker
+
+
+def ensure_worker() -> None:
+    """Start this thread's worker now, so that its start-up (~2 s) is not charged to the time
+    limit of the comparisons that follow; raises :class:`VerifierUnavailable` as :func:`ask`."""
+    _ready_worker()
+
+
 def ask(pred: str, gold: str, timeout: float) -> tuple:
     """One comparison in this thread's worker: the worker's reply, or ("dead"|"crash", msg),
-    or ("hard", None) when it overran; a hung or dead worker is killed and replaced."""
+    or ("hard", None) when it overran; a hung or dead worker is killed and replaced. The time
+    limit starts once the worker is ready."""
     reply: list = ["dead", None]
     for _ in range(2):
-        worker = getattr(_local, "worker", None)
-        if worker is not None and worker.owner != os.getpid():
-            worker = None  # we are a fork of the worker's owner: leave the worker to it
-        if worker is None:
-            if getattr(_local, "started", False):
-                _count_restart()
-            worker = _local.worker = _Worker()
-            _local.started = True
-        if not worker.ready:
-            try:
-                worker.wait_ready()
-            except VerifierUnavailable:
-                _local.worker = None
-                if not worker.prelaunched:
-                    raise
-                worker = _local.worker = _Worker()  # a replacement died early: one more try
-                worker.wait_ready()
+        worker = _ready_worker()
         try:
             worker.send([pred, gold, timeout if SOFT_LIMIT else None])
         except (OSError, ValueError) as e:
