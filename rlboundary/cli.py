@@ -3,6 +3,7 @@
     rlboundary data prepare NAME [--source PATH] [--out DIR] [key=value ...]
     rlboundary base build [key=value ...]
     rlboundary demo [key=value ...]
+    rlboundary train [--recipe recipes/tiny/grpo.yaml] [algorithm=NAME] [key=value ...]
     rlboundary probe [model=PATH] [base=PATH] [series=DIR] [data=NAME] [n=256] [key=value ...]
     rlboundary report RUN_DIR
     rlboundary verify PRED GOLD | rlboundary verify --text FILE GOLD   (no overrides)
@@ -193,21 +194,44 @@ def cmd_report(args: argparse.Namespace, overrides: list[str]) -> None:
     write_report(cfg, args.run_dir, {})
 
 
+def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
+    """Build (or find) the base model, then train it with the configured engine, probing
+    every checkpoint unless `trainer.probe=off`."""
+    if cfg.engine != "local":
+        raise SystemExit(f"rlboundary: engine={cfg.engine} is not available yet (planned: "
+                         "verl on GPU clusters); use engine=local")
+    from rlboundary.trainer.local.engine import train
+
+    base = resolve_base(cfg, timings)
+    settings = probe_settings(cfg, base) if cfg.trainer.probe != "off" else None
+    with phase(f"train {cfg.algorithm.name} for {cfg.trainer.total_training_steps} steps "
+               f"-> {cfg.run_dir}", timings):
+        return train({**plain(cfg), "policy_path": base}, settings)
+
+
+def cmd_train(args: argparse.Namespace, overrides: list[str]) -> None:
+    cfg = compose(overrides)
+    timings: dict[str, float] = {}
+    result = run_train(cfg, timings)
+    print_summary(result["probes"])
+    if result["probes"]:
+        write_report(cfg, cfg.run_dir, timings)
+    print("phase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
+
+
 def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> None:
-    from rlboundary.trainer.probe_runner import ProbeStore
+    """The embedded study: tiny base, GRPO on arithmetic, every checkpoint probed, a report and
+    the study's table (pass@1 up, pass@256 down, with paired CIs of the differences)."""
+    from rlboundary.report.study import study_table
 
     cfg = compose(overrides)
     timings: dict[str, float] = {}
-    results = run_probe(cfg, timings)
-    print_summary(results)
-    rows = ProbeStore(cfg.run_dir, cfg.data.name, 0).load()
-    rows["accuracy"] = rows["c"] / rows["n"]
-    table = rows.groupby("difficulty").agg(problems=("c", "size"), accuracy=("accuracy", "mean"),
-                                           solved_at_n=("c", lambda c: (c > 0).mean()))
-    print(f"\nbase model on {len(rows)} held-out problems, {cfg.n} samples each "
-          f"(T={cfg.sampling.temperature}): mean accuracy and share solved at k={cfg.n}")
-    print(table.to_string(float_format=lambda x: f"{x:.3f}"))
+    run_train(cfg, timings)
     write_report(cfg, cfg.run_dir, timings)
+    for name in cfg.probe.datasets:
+        print(f"\n{name}: {cfg.n} samples per held-out problem (T={cfg.sampling.temperature}); "
+              "[95% bootstrap CI], diff = checkpoint - base, paired over problems")
+        print(study_table(cfg.run_dir, name).to_string(index=False))
     print("\nphase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 
 
@@ -250,6 +274,8 @@ def parser() -> argparse.ArgumentParser:
     base.add_parser("build", parents=[common], help="build (or reuse) the tiny base model").set_defaults(
         func=cmd_base_build)
     sub.add_parser("demo", parents=[common], help="the embedded study on this machine").set_defaults(func=cmd_demo)
+    sub.add_parser("train", parents=[common], help="RL training (engine=local), probing every "
+                   "checkpoint").set_defaults(func=cmd_train)
     sub.add_parser("probe", parents=[common], help="probe a checkpoint (model=PATH) or a series (series=DIR)"
                    ).set_defaults(func=cmd_probe)
     rep = sub.add_parser("report", parents=[common], help="write RUN_DIR/report/index.html")

@@ -35,3 +35,36 @@ def session_cache(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("rlb-cache")
     os.environ["RLBOUNDARY_CACHE"] = str(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def random_tiny_model(tmp_path_factory) -> str:
+    """An untrained tiny Llama with the project's character tokenizer: for exact math on the
+    model's outputs (losses, log-probs), where what it has learnt does not matter."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlboundary.trainer.base_model import build_tokenizer
+
+    path = tmp_path_factory.mktemp("random-tiny")
+    tok = build_tokenizer()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                      max_position_embeddings=256, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_base(tmp_path_factory) -> str:
+    """The tiny base pre-trained briefly (seconds), enough that RL sees some right answers."""
+    from rlboundary.cli import compose, plain
+    from rlboundary.trainer.base_model import build_base
+
+    cache = tmp_path_factory.mktemp("trained-base")
+    cfg = compose(["base.pretrain.steps=150"])
+    return build_base(plain(cfg.base), str(cache), progress=False)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from rlboundary.report import plots
 from rlboundary.report.load import RunData, load_run, summary
+from rlboundary.report.training import training_section
 
 # (file stem, caption, builder, requirement): requirement "steps" = two or more checkpoints,
 # "base" = the base model (step 0) and at least one RL checkpoint, None = always drawn.
@@ -153,6 +154,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     out.mkdir(parents=True, exist_ok=True)
     data = load_run(run_dir)
     sections = [dataset_section(data, ds, out)[0] for ds in data.datasets]
+    probed = sorted({s for ds in data.datasets for s in data.steps(ds)})
+    sections.insert(0, training_section(run_dir, out, probed))
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     legend = ("pass@k is the unbiased estimator over n samples; CIs are 95% bootstrap over "
               "problems. delta_se: the study's sampling-efficiency gap, base pass@k_max minus "

@@ -81,9 +81,10 @@ def load_metrics(run_dir: str | Path) -> pd.DataFrame:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 continue
+    rows = [r for r in rows if r.get("kind", "probe") == "probe"]  # training lines: training.py
     if not rows:
         return pd.DataFrame(columns=["step", "dataset"])
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).drop(columns=["kind"], errors="ignore")
     if "dataset" not in df.columns:
         df["dataset"] = None
     # groupby.last skips NaN, so a later partial line only overrides the keys it carries.

@@ -220,7 +220,8 @@ def find_checkpoints(series_dir: str) -> list[tuple[int, str]]:
     huggingface``, ``checkpoint-40``, ``step_40`` all give 40).
     """
     found = []
-    for root, _, files in os.walk(series_dir):
+    for root, dirs, files in os.walk(series_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]  # half-written .tmp_* checkpoints
         if "config.json" in files and any(f.endswith((".safetensors", ".bin")) for f in files):
             rel = os.path.relpath(root, series_dir)
             nums = re.findall(r"\d+", rel)

@@ -14,6 +14,8 @@ file is a merge of the parts in chunk order, so no row is lost or doubled.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -80,15 +82,34 @@ class ProbeStore:
                 atomic_write(dst, lambda tmp, s=src: shutil.copyfile(s, tmp))
 
 
+@contextlib.contextmanager
+def _metrics_lock(run_dir: str):
+    """An exclusive lock on RUN_DIR/metrics.jsonl: the trainer and its probe worker both write."""
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, ".metrics.lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _key(row: dict) -> tuple:
+    return (row.get("kind", "probe"), row["step"], row.get("dataset") or "")
+
+
 def upsert_metrics(run_dir: str, row: dict) -> None:
-    """Replace the metrics line of (step, dataset) in metrics.jsonl, atomically."""
+    """Replace the line of (kind, step, dataset) in metrics.jsonl, atomically and under a lock.
+
+    Probe lines carry ``dataset``; training lines carry ``kind: "train"`` and no dataset.
+    """
     path = os.path.join(run_dir, "metrics.jsonl")
-    rows = read_metrics(run_dir)
-    rows = [r for r in rows if (r["step"], r["dataset"]) != (row["step"], row["dataset"])]
-    rows.append(row)
-    rows.sort(key=lambda r: (r["dataset"], r["step"]))
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    atomic_write(path, lambda tmp: open(tmp, "w").write(text))
+    with _metrics_lock(run_dir):
+        rows = [r for r in read_metrics(run_dir) if _key(r) != _key(row)]
+        rows.append(row)
+        rows.sort(key=lambda r: (r.get("kind", "probe"), r.get("dataset") or "", r["step"]))
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        atomic_write(path, lambda tmp: open(tmp, "w").write(text))
 
 
 def read_metrics(run_dir: str) -> list[dict]:

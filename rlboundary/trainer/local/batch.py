@@ -1,0 +1,86 @@
+"""Rollouts as padded tensors, and the teacher-forced forward passes the update needs.
+
+Layout follows verl's ``DataProto`` batch: prompts left-padded to ``P``, responses right-padded
+to ``T``, ``input_ids = [prompt | response]`` of shape ``(B, P + T)``; ``response_mask (B, T)``
+is 1 on response tokens (EOS included when produced) and 0 on padding. Position ids count real
+tokens only, so a padded row sees what an unpadded forward pass would.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rlboundary.trainer.scoring import logprob_entropy
+
+
+def collate(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
+            pad_id: int) -> dict[str, torch.Tensor]:
+    """Token lists -> ``prompts (B, P)``, ``responses (B, T)``, ``input_ids (B, P+T)``,
+    ``attention_mask (B, P+T)``, ``position_ids (B, P+T)``, ``response_mask (B, T)`` (float32).
+
+    Raises ``ValueError`` on an empty batch or a prompt/response count mismatch.
+    """
+    if len(prompt_ids) != len(response_ids) or not len(prompt_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts and {len(response_ids)} responses")
+    B = len(prompt_ids)
+    P = max(len(p) for p in prompt_ids)
+    T = max(1, max(len(r) for r in response_ids))
+    prompts = torch.full((B, P), pad_id, dtype=torch.long)
+    pmask = torch.zeros((B, P), dtype=torch.long)
+    responses = torch.full((B, T), pad_id, dtype=torch.long)
+    rmask = torch.zeros((B, T), dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompt_ids, response_ids)):
+        prompts[i, P - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+        pmask[i, P - len(p):] = 1
+        if len(r):
+            responses[i, :len(r)] = torch.as_tensor(np.asarray(r, dtype=np.int64))
+            rmask[i, :len(r)] = 1
+    attention = torch.cat([pmask, rmask], 1)
+    return {"prompts": prompts, "responses": responses,
+            "input_ids": torch.cat([prompts, responses], 1), "attention_mask": attention,
+            "position_ids": (attention.cumsum(1) - 1).clamp(min=0),
+            "response_mask": rmask.float()}
+
+
+def select(batch: dict, rows) -> dict:
+    """The rows ``rows`` (index tensor or list) of every ``(B, ...)`` tensor in ``batch``."""
+    rows = torch.as_tensor(rows, dtype=torch.long)
+    return {k: (v[rows] if isinstance(v, torch.Tensor) and v.dim() else v)
+            for k, v in batch.items()}
+
+
+def response_logprobs(model, batch: dict, temperature: float, with_entropy: bool = True
+                      ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Teacher-forced ``log_softmax(logits / T)`` of each response token, ``(B, T)``, and the
+    entropy of ``softmax(logits / T)`` at each response position, ``(B, T)`` (nats), or None.
+
+    As in verl's actor, logits are divided by the rollout temperature, so ``old_log_probs``
+    and the ratio refer to the distribution the rollout sampled from (before top-p).
+    Gradients flow when called outside ``torch.no_grad``.
+    """
+    T = batch["responses"].shape[1]
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   position_ids=batch["position_ids"]).logits[:, -T - 1:-1]
+    logp, ent = logprob_entropy(logits, temperature)
+    token_logp = logp.gather(-1, batch["responses"][..., None])[..., 0]
+    return token_logp, (ent if with_entropy else None)
+
+
+def response_values(critic, batch: dict) -> torch.Tensor:
+    """The critic's value of the state before each response token, ``(B, T)``; like verl's
+    critic, the value of token t is read at position t - 1 of ``[prompt | response]``."""
+    T = batch["responses"].shape[1]
+    out = critic(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 position_ids=batch["position_ids"]).logits[..., 0]
+    return out[:, -T - 1:-1]
+
+
+def minibatches(n_rows: int, size: int, generator: torch.Generator | None):
+    """Row indices in mini-batches of ``size`` (the last may be smaller); shuffled with
+    ``generator`` when given."""
+    order = torch.randperm(n_rows, generator=generator) if generator is not None \
+        else torch.arange(n_rows)
+    return [order[i:i + size] for i in range(0, n_rows, max(1, size))]

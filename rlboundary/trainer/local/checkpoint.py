@@ -1,0 +1,92 @@
+"""Checkpoints of the local engine in verl's layout, written atomically.
+
+``RUN_DIR/checkpoints/global_step_N/`` holds an HF checkpoint (``save_pretrained``: config,
+safetensors, tokenizer), so ``rlboundary probe`` and any HF tool read it, plus
+``optim_state.pt`` (optimizer, scheduler, critic, torch RNG) and ``trainer_state.json`` (the
+driver's state: data order, KL coefficient, W&B run id). A checkpoint is written under a hidden
+``.tmp_*`` name and renamed when complete, so a directory named ``global_step_N`` is always
+whole; ``latest_checkpointed_iteration.txt`` names the newest one, as verl's does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from typing import Any, Callable
+
+STATE_FILE = "trainer_state.json"
+TRACKER = "latest_checkpointed_iteration.txt"
+
+
+def checkpoints_dir(run_dir: str) -> str:
+    return os.path.join(run_dir, "checkpoints")
+
+
+def step_dir(run_dir: str, step: int) -> str:
+    return os.path.join(checkpoints_dir(run_dir), f"global_step_{int(step)}")
+
+
+def complete_steps(run_dir: str) -> list[int]:
+    """Steps of the complete checkpoints under ``RUN_DIR/checkpoints``, ascending."""
+    root = checkpoints_dir(run_dir)
+    if not os.path.isdir(root):
+        return []
+    steps = []
+    for name in os.listdir(root):
+        m = re.fullmatch(r"global_step_(\d+)", name)
+        if m and os.path.exists(os.path.join(root, name, STATE_FILE)):
+            steps.append(int(m.group(1)))
+    return sorted(steps)
+
+
+def save(run_dir: str, step: int, write_model: Callable[[str], None],
+         state: dict[str, Any]) -> str:
+    """Write checkpoint ``step``: ``write_model(tmp_dir)`` fills the HF files, then the driver
+    ``state`` goes in last and the directory is renamed into place. Returns its path."""
+    root = checkpoints_dir(run_dir)
+    os.makedirs(root, exist_ok=True)
+    final = step_dir(run_dir, step)
+    tmp = os.path.join(root, f".tmp_global_step_{int(step)}_{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    write_model(tmp)
+    with open(os.path.join(tmp, STATE_FILE), "w") as fh:
+        json.dump({"global_step": int(step), **state}, fh, indent=2, sort_keys=True)
+    if os.path.exists(final):  # an earlier, interrupted attempt at this very step
+        shutil.rmtree(final)
+    os.rename(tmp, final)
+    tracker_tmp = os.path.join(root, f".{TRACKER}.{os.getpid()}")
+    with open(tracker_tmp, "w") as fh:
+        fh.write(str(int(step)))
+    os.replace(tracker_tmp, os.path.join(root, TRACKER))
+    return final
+
+
+def load_state(run_dir: str, step: int) -> dict[str, Any]:
+    with open(os.path.join(step_dir(run_dir, step), STATE_FILE)) as fh:
+        return json.load(fh)
+
+
+def clean_partial(run_dir: str) -> list[str]:
+    """Remove half-written ``.tmp_*`` checkpoints left by a killed run; returns their names."""
+    root = checkpoints_dir(run_dir)
+    if not os.path.isdir(root):
+        return []
+    gone = [n for n in os.listdir(root) if n.startswith(".tmp_global_step_")]
+    for name in gone:
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+    return gone
+
+
+def prune(run_dir: str, keep_last: int | None, protect: set[int] = frozenset()) -> list[int]:
+    """Delete all but the newest ``keep_last`` complete checkpoints, never one in ``protect``
+    (e.g. still being probed). ``None`` or 0 keeps everything. Returns the deleted steps."""
+    if not keep_last:
+        return []
+    steps = complete_steps(run_dir)
+    doomed = [s for s in steps[:-int(keep_last)] if s not in protect]
+    for s in doomed:
+        shutil.rmtree(step_dir(run_dir, s), ignore_errors=True)
+    return doomed

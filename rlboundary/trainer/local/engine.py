@@ -1,0 +1,267 @@
+"""The one-machine engine (``engine=local``): RL on an HF causal LM with verl's own math.
+
+Why: verl 0.9.1 trains only on GPUs (rollout through vLLM/SGLang, FSDP over NCCL), yet a
+newcomer must see the study on a laptop, CI must train for real, and one-GPU research should
+not need the cluster stack. This engine keeps verl's shape: the driver orchestrates and the
+work runs in Ray actors, a policy worker (rollout + log-probs + updates on one copy of the
+weights, verl's hybrid engine) and a probe worker that measures checkpoint N while training
+goes on toward N+1. Every piece of RL math comes from ``verl.trainer.ppo.core_algos``.
+
+Run: ``rlboundary train [--recipe recipes/tiny/grpo.yaml] [algorithm=dapo] [key=value ...]``.
+
+Where it departs from verl: rollouts come from rlboundary's ``hf`` sampler (the probe's own),
+not vLLM; the reward is computed in the driver by ``tasks.verify.compute_score`` (verl's
+custom-reward signature); DAPO's dynamic sampling trains on a short batch when the round cap
+is hit (verl raises); a KL-to-reference is measured every step (``trainer.track_kl``) even
+when no KL term is trained, for the study's plots.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from rlboundary.trainer.local import checkpoint
+from rlboundary.trainer.local.step import DataOrder, StepContext, train_step
+from rlboundary.trainer.local.tracking import Tracker
+from rlboundary.trainer.local.worker import NonFiniteError, PolicyWorker
+
+
+class ResumeError(RuntimeError):
+    """The run directory holds checkpoints but resuming was disabled (a user's choice)."""
+
+
+def roles(cfg: Mapping[str, Any]) -> dict[str, bool]:
+    """Which models the algorithm needs, by verl's own rules (``need_reference_policy``,
+    ``need_critic``), plus a reference when ``trainer.track_kl`` asks to measure KL."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+
+    view = OmegaConf.create({"algorithm": dict(cfg["algorithm"]), "critic": dict(cfg["critic"]),
+                             "actor_rollout_ref": {"actor": dict(cfg["actor"])}})
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        use_critic = need_critic(view)
+    return {"use_ref": bool(need_reference_policy(view) or cfg["trainer"]["track_kl"]),
+            "use_critic": bool(use_critic)}
+
+
+def thread_budget(cfg: Mapping[str, Any], probing_beside: bool) -> tuple[int, int]:
+    """(policy worker threads, probe worker threads): the cores split between the two actors
+    when the probe runs beside training, all of them to the policy otherwise."""
+    cores = int(cfg["ray"]["num_cpus"] or os.cpu_count() or 1)
+    pol, probe = cfg["trainer"]["threads"], cfg["probe"]["threads"]
+    if pol == "auto":
+        pol = max(1, cores // 2) if probing_beside else cores
+    if probe == "auto":
+        probe = max(1, cores - int(pol)) if probing_beside else cores
+    return int(pol), int(probe)
+
+
+def _ray_init(ray_cfg: Mapping[str, Any], cores: int) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    kw = dict(include_dashboard=False, log_to_driver=bool(ray_cfg["log_to_driver"]),
+              configure_logging=False)
+    if ray_cfg["address"]:
+        ray.init(address=ray_cfg["address"], **kw)
+    else:
+        ray.init(num_cpus=cores, **kw)
+
+
+def _actor(cls, threads: int, *args):
+    import ray
+
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "TOKENIZERS_PARALLELISM": "false"}
+    gpus = 1 if torch.cuda.is_available() else 0
+    return ray.remote(cls).options(num_cpus=1, num_gpus=gpus,
+                                   runtime_env={"env_vars": env}).remote(*args)
+
+
+def _caller(handle):
+    """call(method, *args, **kw) on a Ray actor; a NonFiniteError reaches the driver as itself."""
+    import ray
+
+    def call(method: str, *args, **kw):
+        try:
+            return ray.get(getattr(handle, method).remote(*args, **kw))
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, NonFiniteError):
+                raise NonFiniteError(str(e.cause)) from None
+            raise
+    return call
+
+
+class ProbeWorker:
+    """Runs :func:`probe_checkpoint` for the trainer, one checkpoint at a time, in step order."""
+
+    def __init__(self, settings: Mapping[str, Any], threads: int):
+        torch.set_num_threads(int(threads))
+        self.settings = {**settings, "progress": False}
+
+    def probe(self, path: str, step: int) -> dict:
+        from rlboundary.trainer.probe_runner import probe_checkpoint
+
+        return probe_checkpoint(path, step, self.settings)
+
+
+class Prober:
+    """Probes of checkpoints: beside training in a Ray actor (``trainer.probe=async``),
+    between steps in the driver (``sync``), or not at all (``off``)."""
+
+    def __init__(self, mode: str, settings: Mapping[str, Any] | None, threads: int):
+        self.mode = mode if settings is not None else "off"
+        self.settings, self.pending, self.results = settings, {}, {}
+        self.actor = _actor(ProbeWorker, threads, settings, threads) \
+            if self.mode == "async" else None
+        if self.mode == "sync":
+            self.local = ProbeWorker(settings, torch.get_num_threads())
+
+    def submit(self, path: str, step: int) -> None:
+        if self.mode == "async":
+            self.pending[step] = self.actor.probe.remote(path, step)
+        elif self.mode == "sync":
+            self.results[step] = self.local.probe(path, step)
+
+    def ready(self, wait: bool = False) -> list[tuple[int, dict]]:
+        """Finished probes not yet handed out, in step order (all of them when ``wait``)."""
+        import ray
+
+        done = []
+        if self.pending:
+            refs = list(self.pending.values())
+            finished, _ = ray.wait(refs, num_returns=len(refs) if wait else 1,
+                                   timeout=None if wait else 0)
+            for step, ref in list(self.pending.items()):
+                if ref in finished:
+                    self.results[step] = ray.get(ref)
+                    del self.pending[step]
+        for step in sorted(self.results):
+            done.append((step, self.results.pop(step)))
+        return done
+
+
+def _resume_point(cfg: Mapping[str, Any]) -> int:
+    run_dir = cfg["run_dir"]
+    gone = checkpoint.clean_partial(run_dir)
+    if gone:
+        print(f"[rlboundary] removed half-written checkpoint(s) {gone}")
+    steps = checkpoint.complete_steps(run_dir)
+    if not steps:
+        return 0
+    if cfg["resume"] == "disable":
+        raise ResumeError(f"{run_dir} already has checkpoints up to global_step_{steps[-1]}: "
+                          "pass resume=auto to continue it, or another run_dir=DIR")
+    return steps[-1]
+
+
+def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Train ``cfg["policy_path"]`` for ``trainer.total_training_steps``; probe every checkpoint
+    with ``probe_settings`` (the probe runner's mapping; None = no probes).
+
+    Returns ``{"train": {step: metrics}, "probes": {step: {dataset: metrics}}, "checkpoints":
+    [steps]}``. Raises :class:`NonFiniteError` (a NaN/inf loss, naming step and quantity) and
+    :class:`ResumeError`; every completed checkpoint and probe stays on disk.
+    """
+    import ray
+    from transformers import AutoTokenizer
+
+    from rlboundary.trainer.probe_runner import load_dataset
+
+    cfg = {**cfg, **roles(cfg)}
+    run_dir, tr = cfg["run_dir"], cfg["trainer"]
+    os.makedirs(run_dir, exist_ok=True)
+    torch.set_num_threads(1)  # the driver only computes advantages
+    start = _resume_point(cfg)
+    state = checkpoint.load_state(run_dir, start) if start else {}
+    task, _ = load_dataset(cfg["data"]["name"], cfg["data"], cfg["cache_dir"], None)
+    records = sorted((r for r in task.load(cache_dir=cfg["cache_dir"], **cfg["data"])
+                      if r.split == "train"), key=lambda r: r.id)
+    mode = tr["probe"] if probe_settings is not None else "off"
+    pol_threads, probe_threads = thread_budget(cfg, mode == "async")
+    _ray_init(cfg["ray"], int(cfg["ray"]["num_cpus"] or os.cpu_count() or 1))
+    worker = _actor(PolicyWorker, pol_threads, cfg["policy_path"], cfg, pol_threads)
+    call = _caller(worker)
+    if start:
+        call("load", checkpoint.step_dir(run_dir, start))
+    ctx = StepContext(cfg=cfg, call=call, task=task,
+                      data=DataOrder(records, cfg["seed"], **state.get("data", {})),
+                      pad_id=_pad_id(AutoTokenizer.from_pretrained(cfg["policy_path"])),
+                      kl_ctrl=_kl_controller(cfg, state))
+    prober = Prober(mode, probe_settings, probe_threads)
+    tracker = Tracker(run_dir, tr, cfg, state.get("wandb_id"))
+    out: dict[str, Any] = {"train": {}, "probes": {}}
+    try:
+        prober.submit(probe_settings["base_path"] if probe_settings else "", 0)
+        for s in checkpoint.complete_steps(run_dir):  # cached unless a kill interrupted it
+            prober.submit(checkpoint.step_dir(run_dir, s), s)
+        _loop(ctx, start, worker, tracker, prober, out)
+        for step, res in prober.ready(wait=True):
+            tracker.log_probe(step, res)
+            out["probes"][step] = res
+    finally:
+        tracker.finish()
+        for actor in [worker] + ([prober.actor] if prober.actor is not None else []):
+            ray.kill(actor)
+    out["checkpoints"] = checkpoint.complete_steps(run_dir)
+    return out
+
+
+def _loop(ctx: StepContext, start: int, worker, tracker: Tracker, prober: Prober,
+          out: dict) -> None:
+    import ray
+
+    cfg, tr = ctx.cfg, ctx.cfg["trainer"]
+    total, freq = int(tr["total_training_steps"]), int(tr["save_freq"] or 0)
+    bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="train",
+               unit="step", disable=not cfg["progress"], mininterval=1)
+    for step in bar:
+        metrics = train_step(ctx, step)
+        tracker.log_train(step, metrics)
+        out["train"][step] = metrics
+        bar.set_postfix(reward=f"{metrics['train/reward']:.3f}",
+                        step_s=f"{metrics['timing_s/step']:.2f}", refresh=False)
+        if freq and (step % freq == 0 or step == total):
+            state = {"data": ctx.data.state(), "wandb_id": tracker.wandb_id,
+                     "kl_coef": ctx.kl_ctrl.value if ctx.kl_ctrl is not None else None}
+            path = checkpoint.save(cfg["run_dir"], step,
+                                   lambda d: ray.get(worker.save.remote(d)), state)
+            prober.submit(path, step)
+            checkpoint.prune(cfg["run_dir"], tr["keep_last"], set(prober.pending))
+        for s, res in prober.ready():
+            tracker.log_probe(s, res)
+            out["probes"][s] = res
+            _print_probe(bar, s, res)
+    bar.close()
+
+
+def _print_probe(bar, step: int, results: Mapping[str, Mapping[str, float]]) -> None:
+    for name, m in results.items():
+        cells = "  ".join(f"{k} {m[k]:.3f}" for k in ("pass@1", "pass@256", "ppl_base",
+                                                       "entropy") if k in m)
+        bar.write(f"  probe step {step} {name}: {cells}")
+
+
+def _pad_id(tokenizer) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def _kl_controller(cfg: Mapping[str, Any], state: Mapping[str, Any]):
+    """verl's KL controller for the in-reward KL, restored to its saved coefficient."""
+    if not cfg["algorithm"]["use_kl_in_reward"]:
+        return None
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.core_algos import get_kl_controller
+
+    ctrl = get_kl_controller(OmegaConf.create(dict(cfg["algorithm"]["kl_ctrl"])))
+    if state.get("kl_coef") is not None:
+        ctrl.value = state["kl_coef"]
+    return ctrl
