@@ -45,11 +45,12 @@ def fixed(random_tiny_model):
 
 def test_old_log_probs_equal_a_plain_forward(fixed):
     worker, batch = fixed
-    with torch.no_grad():
-        logp, _ = response_logprobs(worker.policy, batch, 1.0)
+    with torch.no_grad():  # one padded forward over the whole batch, no length sorting
+        logp = response_logprobs(worker.policy, batch, 1.0)[0] * batch["response_mask"]
     torch.testing.assert_close(batch["old_log_probs"], logp)
-    # the reference model starts as the same weights
+    # the reference model starts as the same weights; padding holds zeros
     torch.testing.assert_close(batch["ref_log_prob"], logp)
+    assert (batch["old_log_probs"][batch["response_mask"] == 0] == 0).all()
 
 
 def test_policy_loss_equals_verl_called_directly(fixed):

@@ -52,6 +52,41 @@ def select(batch: dict, rows) -> dict:
             for k, v in batch.items()}
 
 
+FULL_KEYS = ("input_ids", "attention_mask", "position_ids")  # (B, P + T)
+PROMPT_KEYS = ("prompts",)  # (B, P); every other 2-D tensor is per response token (B, T)
+
+
+def trim(batch: dict) -> dict:
+    """Drop padding every row shares: left prompt columns and right response columns.
+
+    A micro-batch of short responses then costs what its longest row needs, not what the
+    longest row of the whole batch needs. Position ids are unchanged (they count real tokens).
+    """
+    P = batch["prompts"].shape[1]
+    p_real = int(batch["attention_mask"][:, :P].sum(1).max())
+    t_real = max(1, int(batch["response_mask"].sum(1).max()))
+    cut = P - p_real
+    out = {}
+    for k, v in batch.items():
+        if not isinstance(v, torch.Tensor) or v.dim() < 2:
+            out[k] = v
+        elif k in FULL_KEYS:
+            out[k] = v[:, cut:P + t_real]
+        elif k in PROMPT_KEYS:
+            out[k] = v[:, cut:]
+        else:
+            out[k] = v[:, :t_real]
+    return out
+
+
+def micro_batches(batch: dict, size: int) -> list[dict]:
+    """Rows of ``batch`` in micro-batches of ``size``, sorted by response length and each
+    trimmed of shared padding (:func:`trim`); together they hold every row exactly once."""
+    lengths = batch["response_mask"].sum(1)
+    order = torch.argsort(lengths, stable=True)
+    return [trim(select(batch, order[i:i + size])) for i in range(0, len(order), max(1, size))]
+
+
 def response_logprobs(model, batch: dict, temperature: float, with_entropy: bool = True
                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Teacher-forced ``log_softmax(logits / T)`` of each response token, ``(B, T)``, and the

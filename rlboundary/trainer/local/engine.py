@@ -188,18 +188,21 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
     mode = tr["probe"] if probe_settings is not None else "off"
     pol_threads, probe_threads = thread_budget(cfg, mode == "async")
     _ray_init(cfg["ray"], int(cfg["ray"]["num_cpus"] or os.cpu_count() or 1))
-    worker = _actor(PolicyWorker, pol_threads, cfg["policy_path"], cfg, pol_threads)
-    call = _caller(worker)
-    if start:
-        call("load", checkpoint.step_dir(run_dir, start))
-    ctx = StepContext(cfg=cfg, call=call, task=task,
-                      data=DataOrder(records, cfg["seed"], **state.get("data", {})),
-                      pad_id=_pad_id(AutoTokenizer.from_pretrained(cfg["policy_path"])),
-                      kl_ctrl=_kl_controller(cfg, state))
-    prober = Prober(mode, probe_settings, probe_threads)
     tracker = Tracker(run_dir, tr, cfg, state.get("wandb_id"))
+    actors: list = []
     out: dict[str, Any] = {"train": {}, "probes": {}}
     try:
+        worker = _actor(PolicyWorker, pol_threads, cfg["policy_path"], cfg, pol_threads)
+        actors.append(worker)
+        call = _caller(worker)
+        if start:
+            call("load", checkpoint.step_dir(run_dir, start))
+        ctx = StepContext(cfg=cfg, call=call, task=task,
+                          data=DataOrder(records, cfg["seed"], **state.get("data", {})),
+                          pad_id=_pad_id(AutoTokenizer.from_pretrained(cfg["policy_path"])),
+                          kl_ctrl=_kl_controller(cfg, state))
+        prober = Prober(mode, probe_settings, probe_threads)
+        actors += [prober.actor] if prober.actor is not None else []
         prober.submit(probe_settings["base_path"] if probe_settings else "", 0)
         for s in checkpoint.complete_steps(run_dir):  # cached unless a kill interrupted it
             prober.submit(checkpoint.step_dir(run_dir, s), s)
@@ -209,7 +212,7 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
             out["probes"][step] = res
     finally:
         tracker.finish()
-        for actor in [worker] + ([prober.actor] if prober.actor is not None else []):
+        for actor in actors:
             ray.kill(actor)
     out["checkpoints"] = checkpoint.complete_steps(run_dir)
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 from typing import Any, Mapping
 
 from rlboundary.trainer.store import upsert_metrics
@@ -38,7 +39,7 @@ class Tracker:
         from rlboundary.report.wandb_log import WandbLogger, resolve_mode
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.wandb_id = wandb_id or wandb.util.generate_id()
+        self.wandb_id = wandb_id or uuid.uuid4().hex[:12]
         self.run = wandb.init(project=trainer_cfg["project_name"],
                               name=trainer_cfg["experiment_name"], id=self.wandb_id,
                               resume="allow", dir=self.run_dir, config=dict(config),

@@ -21,8 +21,8 @@ from typing import Any, Mapping
 
 import torch
 
-from rlboundary.trainer.local.batch import (minibatches, response_logprobs, response_values,
-                                            select)
+from rlboundary.trainer.local.batch import (micro_batches, minibatches, response_logprobs,
+                                            response_values, select)
 
 
 class NonFiniteError(FloatingPointError):
@@ -130,17 +130,29 @@ class PolicyWorker:
         ``ref_log_prob (B, T)`` under the reference model when there is one."""
         batch = self._to_device(batch)
         self.policy.eval()
-        out = {}
-        out["old_log_probs"], out["entropy"] = response_logprobs(self.policy, batch, temperature)
-        if self.ref is not None:
-            out["ref_log_prob"], _ = response_logprobs(self.ref, batch, temperature, False)
-        return {k: v.cpu() for k, v in out.items()}
+        B, T = batch["responses"].shape
+        keys = ["old_log_probs", "entropy"] + (["ref_log_prob"] if self.ref is not None else [])
+        out = {k: torch.zeros((B, T), dtype=torch.float32, device=self.device) for k in keys}
+        for micro in micro_batches({**batch, "row": torch.arange(B, device=self.device)},
+                                   int(self.actor["ppo_micro_batch_size_per_gpu"])):
+            rows, width = micro["row"], micro["responses"].shape[1]
+            lp, ent = response_logprobs(self.policy, micro, temperature)
+            out["old_log_probs"][rows, :width], out["entropy"][rows, :width] = lp, ent
+            if self.ref is not None:
+                out["ref_log_prob"][rows, :width] = response_logprobs(self.ref, micro,
+                                                                      temperature, False)[0]
+        return {k: (v * batch["response_mask"]).cpu() for k, v in out.items()}
 
     @torch.no_grad()
     def compute_values(self, batch: dict) -> torch.Tensor:
-        """The critic's ``values (B, T)`` for a batch."""
+        """The critic's ``values (B, T)`` for a batch (0 on padding)."""
+        batch = self._to_device(batch)
         self.critic.eval()
-        return response_values(self.critic, self._to_device(batch)).cpu()
+        values = torch.zeros(batch["responses"].shape, device=self.device)
+        for micro in micro_batches({**batch, "row": torch.arange(len(values), device=self.device)},
+                                   int(self.cfg["critic"]["ppo_micro_batch_size_per_gpu"])):
+            values[micro["row"], :micro["responses"].shape[1]] = response_values(self.critic, micro)
+        return (values * batch["response_mask"]).cpu()
 
     # ------------------------------------------------------------------ updates
     def update_critic(self, batch: dict, step: int) -> dict[str, float]:
@@ -273,9 +285,7 @@ class PolicyWorker:
 
     @staticmethod
     def _micro(mb: dict, section: Mapping[str, Any]):
-        size = int(section["ppo_micro_batch_size_per_gpu"])
-        rows = len(mb["responses"])
-        return [select(mb, torch.arange(i, min(i + size, rows))) for i in range(0, rows, size)]
+        return micro_batches(mb, int(section["ppo_micro_batch_size_per_gpu"]))
 
     @staticmethod
     def _batch_info(mb: dict) -> dict[str, Any]:
