@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from rlboundary.tasks import Task
 from rlboundary.tasks.prompts import render
 from rlboundary.tasks.schema import Record
-from rlboundary.tasks.verify import Verdict, extract_answer, verify
+from rlboundary.tasks.verify import Verdict, extract_prediction, verify
 
 
 def score_samples(task: Task, records: list[Record], batch, n: int) -> pd.DataFrame:
@@ -21,7 +21,7 @@ def score_samples(task: Task, records: list[Record], batch, n: int) -> pd.DataFr
     rows = []
     for s, text in enumerate(batch.texts):
         rec = records[s // n]
-        pred = extract_answer(text)
+        pred = extract_prediction(text, rec.answer)  # as compute_score, the training reward
         verdict = verify(pred, rec.answer)
         valid = task.trace_check(rec.problem, text) if task.trace_check else None
         rows.append({

@@ -115,27 +115,35 @@ class ProbeWorker:
 
 class Prober:
     """Probes of checkpoints: beside training in a Ray actor (``trainer.probe=async``),
-    between steps in the driver (``sync``), or not at all (``off``)."""
+    between steps in the driver (``sync``), or not at all (``off``).
 
-    def __init__(self, mode: str, settings: Mapping[str, Any] | None, threads: int):
+    In ``async`` mode the last checkpoint is probed in the driver once training has ended and
+    the earlier probes are in, with every core (``final_threads``): nothing trains then, so
+    leaving it to the one-thread actor would idle the other cores.
+    """
+
+    def __init__(self, mode: str, settings: Mapping[str, Any] | None, threads: int,
+                 final_threads: int):
         self.mode = mode if settings is not None else "off"
-        self.settings, self.pending, self.results = settings, {}, {}
+        self.settings, self.pending, self.results, self.deferred = settings, {}, {}, None
+        self.final_threads = final_threads
         self.actor = _actor(ProbeWorker, threads, settings, threads) \
             if self.mode == "async" else None
-        if self.mode == "sync":
-            self.local = ProbeWorker(settings, torch.get_num_threads())
+        self.local = ProbeWorker(settings, threads) if self.mode == "sync" else None
 
-    def submit(self, path: str, step: int) -> None:
-        if self.mode == "async":
+    def submit(self, path: str, step: int, last: bool = False) -> None:
+        if self.mode == "async" and last:
+            self.deferred = (path, step)
+        elif self.mode == "async":
             self.pending[step] = self.actor.probe.remote(path, step)
         elif self.mode == "sync":
             self.results[step] = self.local.probe(path, step)
 
     def ready(self, wait: bool = False) -> list[tuple[int, dict]]:
-        """Finished probes not yet handed out, in step order (all of them when ``wait``)."""
+        """Finished probes not yet handed out, in step order; with ``wait``, all of them,
+        the deferred last one included."""
         import ray
 
-        done = []
         if self.pending:
             refs = list(self.pending.values())
             finished, _ = ray.wait(refs, num_returns=len(refs) if wait else 1,
@@ -144,9 +152,11 @@ class Prober:
                 if ref in finished:
                     self.results[step] = ray.get(ref)
                     del self.pending[step]
-        for step in sorted(self.results):
-            done.append((step, self.results.pop(step)))
-        return done
+        if wait and self.deferred is not None:
+            path, step = self.deferred
+            self.results[step] = ProbeWorker(self.settings, self.final_threads).probe(path, step)
+            self.deferred = None
+        return [(step, self.results.pop(step)) for step in sorted(self.results)]
 
 
 def _resume_point(cfg: Mapping[str, Any]) -> int:
@@ -201,7 +211,7 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
                           data=DataOrder(records, cfg["seed"], **state.get("data", {})),
                           pad_id=_pad_id(AutoTokenizer.from_pretrained(cfg["policy_path"])),
                           kl_ctrl=_kl_controller(cfg, state))
-        prober = Prober(mode, probe_settings, probe_threads)
+        prober = Prober(mode, probe_settings, probe_threads, thread_budget(cfg, False)[1])
         actors += [prober.actor] if prober.actor is not None else []
         prober.submit(probe_settings["base_path"] if probe_settings else "", 0)
         for s in checkpoint.complete_steps(run_dir):  # cached unless a kill interrupted it
@@ -237,7 +247,7 @@ def _loop(ctx: StepContext, start: int, worker, tracker: Tracker, prober: Prober
                      "kl_coef": ctx.kl_ctrl.value if ctx.kl_ctrl is not None else None}
             path = checkpoint.save(cfg["run_dir"], step,
                                    lambda d: ray.get(worker.save.remote(d)), state)
-            prober.submit(path, step)
+            prober.submit(path, step, last=step == total)
             checkpoint.prune(cfg["run_dir"], tr["keep_last"], set(prober.pending))
         for s, res in prober.ready():
             tracker.log_probe(s, res)
