@@ -30,8 +30,12 @@ def compose(overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
+    from rlboundary.console import quiet
+
     with initialize_config_module(config_module="rlboundary.conf", version_base=None):
-        return hydra_compose(config_name="config", overrides=overrides)
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    quiet(bool(cfg.get("verbose", False)))
+    return cfg
 
 
 def recipe_overrides(recipe: str | None) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import torch
 from tqdm.auto import tqdm
 
+from rlboundary.console import quiet
 from rlboundary.trainer.local import checkpoint
 from rlboundary.trainer.local.step import DataOrder, StepContext, train_step
 from rlboundary.trainer.local.tracking import Tracker
@@ -104,6 +105,7 @@ class ProbeWorker:
     """Runs :func:`probe_checkpoint` for the trainer, one checkpoint at a time, in step order."""
 
     def __init__(self, settings: Mapping[str, Any], threads: int):
+        quiet(bool(settings.get("verbose")))
         torch.set_num_threads(int(threads))
         self.settings = {**settings, "progress": False}
 
@@ -187,6 +189,7 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
     from rlboundary.trainer.probe_runner import load_dataset
 
     cfg = {**cfg, **roles(cfg)}
+    quiet(bool(cfg.get("verbose")))
     run_dir, tr = cfg["run_dir"], cfg["trainer"]
     os.makedirs(run_dir, exist_ok=True)
     torch.set_num_threads(1)  # the driver only computes advantages

@@ -77,6 +77,9 @@ class PolicyWorker:
         from rlboundary.trainer.samplers.hf import HFSampler
         from verl.trainer.ppo.core_algos import get_policy_loss_fn
 
+        from rlboundary.console import quiet
+
+        quiet(bool(cfg.get("verbose")))
         if threads:
             torch.set_num_threads(int(threads))
         torch.manual_seed(int(cfg["seed"]))
