@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -232,6 +233,36 @@ def test_transitions_hand_example():
     assert t == {"gained": 2, "lost": 1, "kept": 2, "never": 1}
 
 
+def test_transitions_on_shared_problems_and_errors_name_the_side():
+    # previous holds a, b, c; current b, c, d: shared b (0 -> 2, gained), c (1 -> 0, lost)
+    t = probes.transitions_shared(["a", "b", "c"], [3, 0, 1], ["b", "c", "d"], [2, 0, 5])
+    assert t == {"gained": 1, "lost": 1, "kept": 0, "never": 0, "n_shared": 2,
+                 "n_left_out": 2}
+    # a previous step with fewer problems (probe.limit changed): no error, 1 left out
+    t = probes.transitions_shared(["a"], [1], ["a", "b"], [0, 4])
+    assert t["lost"] == 1 and t["n_left_out"] == 1
+    with pytest.raises(ValueError, match="^current: c must be >= 0"):
+        transitions([0, 1], [0, -1])
+    with pytest.raises(ValueError, match="^previous: c must hold whole"):
+        transitions([0.5, 1], [0, 1])
+    with pytest.raises(ValueError, match="previous and current need the same problems"):
+        transitions([0, 1], [0])
+
+
+@pytest.mark.parametrize("n, c, what", [
+    ([4, 4], [0.5, 4], "c=0.5"), ([4, 4], [float("nan"), 4], "c=nan"),
+    ([4, 4], [5, 4], "0 <= c <= n"), ([0, 4], [0, 4], "n must be >= 1")])
+def test_bad_counts_are_rejected_by_every_probe(n, c, what):
+    """c = 0.5 used to become 0 (pass@1 0.5, histogram bin 0, 'policy only')."""
+    table = {"n": n, "c": c}
+    for name in ("pass_at_k", "acc_hist"):
+        with pytest.raises(ValueError, match=re.escape(what)):
+            PROBES.get(name)(table, None)
+    for name in ("coverage", "delta_se", "crossover_k"):
+        with pytest.raises(ValueError):
+            PROBES.get(name)(table, {"n": [4, 4], "c": [1, 1]})
+
+
 # ------------------------------------------------------------------------------- histogram
 
 
@@ -261,6 +292,40 @@ def test_accuracy_histogram_hand_example():
 
 
 # ------------------------------------------------------------------- perplexity / entropy
+
+
+def test_per_response_perplexity_two_responses():
+    """(10 nats over 100 tokens, 2 nats over 1 token): pooled exp(12/101) = 1.126, per
+    response exp(0.1) = 1.105 and exp(2) = 7.389, mean 4.247."""
+    per = probes.response_perplexity([10.0, 2.0], [100, 1])
+    assert per == pytest.approx([1.1051709, 7.3890561])
+    assert per.mean() == pytest.approx(4.2471135)
+    assert perplexity([10.0, 2.0], [100, 1])[1] == pytest.approx(math.exp(12 / 101))
+    # one problem holding both responses: per-problem summary, then the probe
+    mean, count, quant = probes.grouped_summary(per, [0, 0], 1)
+    assert mean[0] == pytest.approx(4.2471135) and count[0] == 2
+    assert quant[0, 0] == pytest.approx(1.1051709) and quant[0, -1] == pytest.approx(7.3890561)
+    table = {"n": [2], "c": [1], "nll_base_sum": [12.0], "n_tokens": [101],
+             "ppl_base_mean": mean, "ppl_base_count": count,
+             **{k: quant[:, j] for j, k in enumerate(probes.summary_keys("ppl_base"))}}
+    out = PROBES.get("ppl_base")(table, None)
+    assert out["ppl_base"] == pytest.approx(4.2471135)
+    assert out["ppl_base_pooled"] == pytest.approx(1.1262, abs=1e-4)
+    assert out["ppl_base_median"] == pytest.approx((1.1051709 + 7.3890561) / 2)
+
+
+def test_mixture_quantiles_pool_problems_by_weight():
+    # two point-mass problems: 1.0 with weight 3, 5.0 with weight 1 -> median 1.0, q90 5.0
+    qs = probes.SUMMARY_QS
+    table = np.array([[1.0] * len(qs), [5.0] * len(qs)])
+    q50, q90 = probes.mixture_quantiles(table, [3, 1], [0.5, 0.9])
+    assert q50 == 1.0 and q90 == 5.0
+    # one uniform problem on [0, 10] (its quantiles at the levels): exact at every level
+    u = np.array([[10 * q for q in qs]])
+    assert probes.mixture_quantiles(u, [8], [0.25, 0.5, 0.6]) == pytest.approx([2.5, 5.0, 6.0])
+    # the same problem twice changes nothing; the pool of two uniforms [0,10], [10,20]: median 10
+    both = np.vstack([u, u + 10])
+    assert probes.mixture_quantiles(both, [1, 1], [0.5])[0] == pytest.approx(10.0)
 
 
 def test_perplexity_hand_example():
@@ -340,7 +405,8 @@ def test_probes_on_hand_tables():
     assert out["valid_pass@8"] == pytest.approx(2 / 3)
     # entropy weighted by n * mean_len = 80, 240, (nan skipped), 0 (skipped)
     assert out["entropy"] == pytest.approx((80 * 1.0 + 240 * 2.0) / 320)
-    assert out["ppl_base"] == pytest.approx(math.exp(24.0 / 16.0))
+    assert out["ppl_base_pooled"] == pytest.approx(math.exp(24.0 / 16.0))
+    assert "ppl_base" not in out  # no per-response columns: the pooled value only
     assert out["coverage/both"] == pytest.approx(0.5)
     assert out["coverage/base_only"] == pytest.approx(0.5)
     assert out["coverage/policy_only"] == 0.0 and out["coverage/neither"] == 0.0

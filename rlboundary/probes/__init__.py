@@ -13,11 +13,12 @@ Modules:
 See each module's docstring for why it exists and where it differs from arXiv 2504.13837.
 """
 
-from .ledger import CATEGORIES, coverage, ledger_categories, transitions
+from .ledger import CATEGORIES, coverage, ledger_categories, transitions, transitions_shared
 from .passk import (DeltaSE, bootstrap_ci, crossover_k, delta_se, paired_diff_ci, pass_at_k,
                     pass_at_k_curve)
 from .stats import (DEFAULT_EDGES, accuracy_bin_keys, accuracy_bin_labels, accuracy_histogram,
-                    entropy_per_problem, mean_token_entropy, perplexity,
+                    SUMMARY_QS, entropy_per_problem, grouped_summary, mean_token_entropy,
+                    mixture_quantiles, perplexity, response_perplexity, summary_keys,
                     token_entropy_from_logits, weighted_mean)
 from .suite import DEFAULT_KS, PROBES, run_probes
 
@@ -27,4 +28,6 @@ __all__ = [
     "coverage", "crossover_k", "delta_se", "entropy_per_problem", "ledger_categories",
     "mean_token_entropy", "paired_diff_ci", "pass_at_k", "pass_at_k_curve", "perplexity",
     "run_probes", "token_entropy_from_logits", "transitions", "weighted_mean",
+    "SUMMARY_QS", "grouped_summary", "mixture_quantiles", "response_perplexity", "summary_keys",
+    "transitions_shared",
 ]

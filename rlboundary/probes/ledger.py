@@ -15,27 +15,41 @@ from __future__ import annotations
 
 import numpy as np
 
+from .passk import _as_int_array
+
 CATEGORIES = ("both", "base_only", "policy_only", "neither")
 
 
 def _solved(n, c, who: str) -> np.ndarray:
-    c = np.atleast_1d(np.asarray(c, dtype=np.int64))
+    """c > 0 per problem after validation; errors name `who` (the side: base, policy, ...)."""
+    try:
+        c = np.atleast_1d(_as_int_array(c, "c"))
+        if n is not None:
+            n = np.atleast_1d(_as_int_array(n, "n"))
+    except ValueError as e:
+        raise ValueError(f"{who}: {e}") from None
     if n is not None:
-        n = np.atleast_1d(np.asarray(n, dtype=np.int64))
         if n.shape != c.shape:
             raise ValueError(f"{who}: n {n.shape} and c {c.shape} must have the same shape")
+        if np.any(n < 1):
+            i = int(np.flatnonzero(n < 1)[0])
+            raise ValueError(f"{who}: n must be >= 1, problem {i} has n={int(n[i])}")
         if np.any(c > n):
-            raise ValueError(f"{who}: c > n for some problem")
+            i = int(np.flatnonzero(c > n)[0])
+            raise ValueError(f"{who}: c > n at problem {i} (c={int(c[i])}, n={int(n[i])})")
     if np.any(c < 0):
-        raise ValueError(f"{who}: c must be >= 0")
+        i = int(np.flatnonzero(c < 0)[0])
+        raise ValueError(f"{who}: c must be >= 0, problem {i} has c={int(c[i])}")
     return c > 0
 
 
-def _pair(base_n, base_c, pol_n, pol_c) -> tuple[np.ndarray, np.ndarray]:
-    b = _solved(base_n, base_c, "base")
-    p = _solved(pol_n, pol_c, "policy")
+def _pair(base_n, base_c, pol_n, pol_c, names=("base", "policy")
+          ) -> tuple[np.ndarray, np.ndarray]:
+    b = _solved(base_n, base_c, names[0])
+    p = _solved(pol_n, pol_c, names[1])
     if b.shape != p.shape:
-        raise ValueError(f"base and policy need the same problems, got {b.size} and {p.size}")
+        raise ValueError(f"{names[0]} and {names[1]} need the same problems, got {b.size} and "
+                         f"{p.size}; align them first (see transitions_shared)")
     return b, p
 
 
@@ -81,12 +95,38 @@ def transitions(prev_c, cur_c) -> dict[str, int]:
 
     Shapes: prev_c, cur_c (P,) correct-sample counts, aligned by problem. Returns counts
     {'gained': solved now but not before, 'lost': solved before but not now,
-     'kept': solved in both, 'never': solved in neither}; they sum to P.
+     'kept': solved in both, 'never': solved in neither}; they sum to P. Raises ValueError
+    naming the side ('previous' or 'current') whose counts are invalid, or when P differs
+    (use transitions_shared for tables with different problems).
     """
-    a, b = _pair(None, prev_c, None, cur_c)
+    a, b = _pair(None, prev_c, None, cur_c, names=("previous", "current"))
     return {
         "gained": int((~a & b).sum()),
         "lost": int((a & ~b).sum()),
         "kept": int((a & b).sum()),
         "never": int((~a & ~b).sum()),
     }
+
+
+def transitions_shared(prev_ids, prev_c, cur_ids, cur_c) -> dict[str, int]:
+    """transitions() over the problems both checkpoints hold, matched by id.
+
+    Shapes: prev_ids, prev_c (P1,); cur_ids, cur_c (P2,); ids unique within each side. Returns
+    transitions' four counts over the shared problems plus 'n_shared' and 'n_left_out' (the
+    problems only one side holds, both sides counted). Example: previous {a: 1, b: 0},
+    current {b: 2, c: 0} -> shared {b}: gained 1, n_shared 1, n_left_out 2.
+    """
+    pi = np.asarray(prev_ids).astype(str)
+    ci = np.asarray(cur_ids).astype(str)
+    for who, ids in (("previous", pi), ("current", ci)):
+        if np.unique(ids).size != ids.size:
+            raise ValueError(f"{who}: problem ids are not unique")
+    common, ia, ib = np.intersect1d(pi, ci, return_indices=True)
+    a = np.atleast_1d(np.asarray(prev_c))
+    b = np.atleast_1d(np.asarray(cur_c))
+    if a.shape != pi.shape or b.shape != ci.shape:
+        raise ValueError("ids and counts must have the same shape on each side")
+    out = transitions(a[ia], b[ib])
+    out["n_shared"] = int(common.size)
+    out["n_left_out"] = int(pi.size + ci.size - 2 * common.size)
+    return out

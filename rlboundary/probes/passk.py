@@ -39,10 +39,21 @@ _TIE_TOL = 1e-12
 
 
 def _as_int_array(x, name: str) -> np.ndarray:
+    """Whole numbers as int64; a float that is NaN, infinite or fractional raises ValueError
+    naming the first offending index and value (never silently truncated: c=0.5 is not 0)."""
     a = np.asarray(x)
+    if a.dtype == object:
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be numeric, got {a!r}") from None
     if a.dtype.kind == "f":
-        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
-            raise ValueError(f"{name} must hold whole numbers, got {a!r}")
+        bad = ~np.isfinite(a) | (a != np.round(a))
+        if np.any(bad):
+            i = tuple(int(j) for j in np.argwhere(np.atleast_1d(bad))[0])
+            at = f" at problem {i[0]}" if a.ndim else ""
+            raise ValueError(f"{name} must hold whole numbers, got {name}="
+                             f"{float(np.atleast_1d(a)[i])}{at}")
         a = a.astype(np.int64)
     elif a.dtype.kind in "iub":
         a = a.astype(np.int64)

@@ -7,8 +7,11 @@ already samples. Three cheap signals support or refute that at each checkpoint:
   base model already likes (the study measures the same thing);
 - the histogram of per-problem accuracy c/n piles up at 0 and 1 (the study's Figure 5).
 
-Our choices: the scalar perplexity pools tokens (exp of total NLL over total tokens, the usual
-corpus perplexity), so long responses weigh more; the per-problem column is kept alongside.
+Perplexity is the study's, per response: PPL(Y|x) = exp(-(1/T) sum_t log P_base(y_t|x, y_<t));
+the scalar ``ppl_base`` is its mean over a checkpoint's responses, and the distribution is kept
+per problem as a small quantile summary (grouped_summary; mixture_quantiles pools them into a
+checkpoint's median and Figure-6-style boxes). The token-pooled corpus perplexity
+exp(total NLL / total tokens), which long responses dominate, is kept as ``ppl_base_pooled``.
 Entropy here is the exact entropy of softmax(logits / T) when logits are available; samplers
 that only expose the sampled token's log-probability (vLLM) store its negative, a one-sample
 Monte Carlo estimate of the same quantity (see CONTRACTS.md).
@@ -112,12 +115,14 @@ def _to_numpy(x) -> np.ndarray:
 
 
 def perplexity(nll_sum, n_tokens) -> tuple[np.ndarray, float]:
-    """Base-model perplexity of each problem's samples and of all of them together.
+    """Token-pooled base-model perplexity, per problem and over all of them.
 
     Shapes: nll_sum (P,) summed response-token NLL in nats, n_tokens (P,) tokens scored.
-    Returns (per_problem (P,) = exp(nll_sum / n_tokens), overall = exp(sum nll / sum tokens)).
-    Problems with n_tokens == 0 or a non-finite nll_sum are NaN and left out of the overall,
-    which is NaN when no problem is left.
+    Returns (per_problem (P,) = exp(nll_sum / n_tokens), pooled = exp(sum nll / sum tokens)).
+    Pooling lets long responses dominate; the study's perplexity is per response (see
+    response_perplexity), and this is kept as ``ppl_base_pooled``. Problems with n_tokens == 0
+    or a non-finite nll_sum are NaN and left out of the pooled value, which is NaN when no
+    problem is left.
     """
     nll = np.atleast_1d(np.asarray(nll_sum, dtype=np.float64))
     tok = np.atleast_1d(np.asarray(n_tokens, dtype=np.float64))
@@ -130,6 +135,116 @@ def perplexity(nll_sum, n_tokens) -> tuple[np.ndarray, float]:
     per[ok] = np.exp(nll[ok] / tok[ok])
     overall = float(np.exp(nll[ok].sum() / tok[ok].sum())) if ok.any() else float("nan")
     return per, overall
+
+
+def response_perplexity(nll, n_tokens) -> np.ndarray:
+    """The study's per-response perplexity PPL(Y|x) = exp(-(1/T) sum_t log P(y_t | x, y_<t)).
+
+    Shapes: nll (S,) summed NLL of each response's T tokens in nats, n_tokens (S,) its T.
+    Returns (S,) floats; NaN where T == 0 or the NLL is not finite. Example: responses of
+    (10 nats, 100 tokens) and (2 nats, 1 token) give exp(0.1) = 1.105 and exp(2) = 7.389 (mean
+    4.247), where token pooling gives exp(12/101) = 1.126.
+    """
+    nll = np.atleast_1d(np.asarray(nll, dtype=np.float64))
+    tok = np.atleast_1d(np.asarray(n_tokens, dtype=np.float64))
+    if nll.shape != tok.shape:
+        raise ValueError(f"nll {nll.shape} and n_tokens {tok.shape} must have the same shape")
+    if np.any(tok < 0):
+        raise ValueError("n_tokens must be >= 0")
+    out = np.full(nll.shape, np.nan)
+    ok = np.isfinite(nll) & (tok > 0)
+    out[ok] = np.exp(nll[ok] / tok[ok])
+    return out
+
+
+#: Quantile levels kept per problem for a distribution of per-response values (ppl_base_q<..>).
+SUMMARY_QS = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+def summary_keys(prefix: str, qs=SUMMARY_QS) -> list[str]:
+    """Column names of a per-problem summary: <prefix>_q0, <prefix>_q10, ... (percent levels)."""
+    return [f"{prefix}_q{round(100 * q):d}" for q in qs]
+
+
+def grouped_summary(values, group, n_groups: int, qs=SUMMARY_QS
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, count and quantiles of per-sample values within each group (problem).
+
+    Shapes: values (S,), group (S,) ints in [0, n_groups); NaN values are skipped. Returns
+    (mean (G,), count (G,) int64, quantiles (G, Q)) with linear-interpolation quantiles
+    (numpy's default); groups with no finite value get NaN mean and quantiles and count 0.
+    """
+    v = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    g = np.atleast_1d(np.asarray(group, dtype=np.int64))
+    if v.shape != g.shape:
+        raise ValueError(f"values {v.shape} and group {g.shape} must have the same shape")
+    q = np.asarray(qs, dtype=np.float64)
+    mean = np.full(n_groups, np.nan)
+    count = np.zeros(n_groups, dtype=np.int64)
+    quant = np.full((n_groups, q.size), np.nan)
+    ok = np.isfinite(v)
+    for j in range(n_groups):
+        x = v[ok & (g == j)]
+        if x.size:
+            mean[j], count[j], quant[j] = x.mean(), x.size, np.quantile(x, q)
+    return mean, count, quant
+
+
+def mixture_quantiles(quantiles, weights, probs, qs=SUMMARY_QS) -> np.ndarray:
+    """Quantiles of a pool of per-problem distributions known only by their quantile summaries.
+
+    Shapes: quantiles (P, Q) at levels qs (Q,) from 0 to 1, weights (P,) (samples per problem),
+    probs (M,) in [0, 1]. Each problem's CDF is taken as linear between its stored quantiles
+    (exact at them) and the pool's CDF is their weighted mean; returns (M,) values where it
+    reaches each prob. Exact when every problem has a single value; otherwise an approximation
+    whose error is bounded by the spacing of the stored quantiles. Problems with NaN summaries
+    or weight <= 0 are skipped; all NaN when none is left.
+    """
+    Qt = np.atleast_2d(np.asarray(quantiles, dtype=np.float64))
+    w = np.atleast_1d(np.asarray(weights, dtype=np.float64))
+    q = np.asarray(qs, dtype=np.float64)
+    pr = np.atleast_1d(np.asarray(probs, dtype=np.float64))
+    if Qt.shape != (w.size, q.size):
+        raise ValueError(f"quantiles {Qt.shape} must be (P, Q) = ({w.size}, {q.size})")
+    if q[0] != 0.0 or q[-1] != 1.0 or np.any(np.diff(q) <= 0):
+        raise ValueError(f"qs must increase from 0 to 1, got {qs!r}")
+    ok = np.all(np.isfinite(Qt), axis=1) & np.isfinite(w) & (w > 0)
+    if not ok.any():
+        return np.full(pr.shape, np.nan)
+    Qt, w = Qt[ok], w[ok] / w[ok].sum()
+    grid = np.unique(Qt)
+    right = np.zeros(grid.size)  # pooled CDF F(x) at each grid point
+    left = np.zeros(grid.size)   # and its left limit F(x-): they differ at jumps
+    for row, wt in zip(Qt, w):
+        xs = np.unique(row)
+        lo = np.array([q[row == x].min() for x in xs])  # CDF jumps from lo to hi at x
+        hi = np.array([q[row == x].max() for x in xs])
+        if xs.size == 1:
+            lo, hi = np.zeros(1), np.ones(1)  # a point mass
+        else:
+            lo[0], hi[-1] = 0.0, 1.0
+        k = np.searchsorted(xs, grid, side="right") - 1
+        at = (k >= 0) & (xs[np.clip(k, 0, None)] == grid)
+        kk = np.clip(k, 0, xs.size - 2) if xs.size > 1 else np.zeros_like(k)
+        if xs.size > 1:  # between xs[k] and xs[k+1]: linear from hi[k] to lo[k+1]
+            t = (grid - xs[kk]) / (xs[kk + 1] - xs[kk])
+            between = hi[kk] + np.clip(t, 0, 1) * (lo[kk + 1] - hi[kk])
+        else:
+            between = np.zeros(grid.size)
+        r = np.where(k < 0, 0.0, np.where(at, hi[np.clip(k, 0, None)],
+                                           np.where(k >= xs.size - 1, 1.0, between)))
+        l_ = np.where(k < 0, 0.0, np.where(at, lo[np.clip(k, 0, None)], r))
+        right += wt * r
+        left += wt * l_
+    out = np.empty(pr.shape)
+    for i, p in enumerate(pr):
+        j = min(int(np.searchsorted(right, p - 1e-12, side="left")), grid.size - 1)
+        if j == 0 or left[j] < p - 1e-12:  # p is reached by the jump at grid[j]
+            out[i] = grid[j]
+        else:  # linear between grid points, as the per-problem CDFs are
+            t = (p - right[j - 1]) / max(left[j] - right[j - 1], 1e-300)
+            out[i] = grid[j - 1] + np.clip(t, 0, 1) * (grid[j] - grid[j - 1])
+    return out
 
 
 # -------------------------------------------------------------------------- accuracy histogram
@@ -162,12 +277,11 @@ def accuracy_histogram(n, c, bins=None) -> tuple[np.ndarray, np.ndarray]:
     right-closed. With the default edges the labels are 0, (0,0.1], ..., (0.8,0.9], (0.9,1), 1
     (see accuracy_bin_labels). A value within 1e-9 of an edge counts as on it.
     """
-    n = np.atleast_1d(np.asarray(n, dtype=np.int64))
-    c = np.atleast_1d(np.asarray(c, dtype=np.int64))
-    if n.shape != c.shape:
-        raise ValueError(f"n {n.shape} and c {c.shape} must have the same shape")
-    if np.any(n < 1) or np.any(c < 0) or np.any(c > n):
-        raise ValueError("need n >= 1 and 0 <= c <= n for every problem")
+    from .passk import _as_int_array, _check_nc
+
+    if np.shape(n) != np.shape(c):
+        raise ValueError(f"n {np.shape(n)} and c {np.shape(c)} must have the same shape")
+    n, c = _check_nc(n, c)  # whole numbers, n >= 1 and 0 <= c <= n (names the problem)
     e = _check_edges(bins)
     m = e.size - 1
     counts = np.zeros(m + 2, dtype=np.int64)

@@ -25,7 +25,8 @@ from rlboundary.registry import Registry
 
 from .ledger import coverage
 from .passk import _check_nc, _matrix, _percentile_band, crossover_k, delta_se
-from .stats import accuracy_bin_keys, accuracy_histogram, perplexity, weighted_mean
+from .stats import (accuracy_bin_keys, accuracy_histogram, mixture_quantiles, perplexity,
+                    summary_keys, weighted_mean)
 
 Probe = Callable[..., dict]
 PROBES: Registry[Probe] = Registry("probe")
@@ -35,9 +36,11 @@ DEFAULT_KS = tuple(2**i for i in range(9))
 
 
 def _col(table: Mapping, name: str, dtype=float) -> np.ndarray | None:
+    """A column as an array; dtype None keeps its values as they are (counts are validated
+    by the probes, never cast: a c of 0.5 must fail, not become 0)."""
     if name not in table:
         return None
-    return np.asarray(table[name], dtype=dtype)
+    return np.asarray(table[name]) if dtype is None else np.asarray(table[name], dtype=dtype)
 
 
 def _supported_ks(ks: Iterable[int], n_min: int) -> list[int]:
@@ -66,7 +69,7 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
     With valid=True and a c_valid column, also valid_pass@<k> (whole-trace validity) over the
     problems whose task has a trace check (c_valid >= 0); skipped when none does.
     """
-    n, c = _check_nc(_col(cur, "n", np.int64), _col(cur, "c", np.int64))
+    n, c = _check_nc(_col(cur, "n", None), _col(cur, "c", None))
     if n.size == 0:
         return {}
     k_list = _supported_ks(ks, int(n.min()))
@@ -77,7 +80,7 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
         out[f"pass@{k}"] = float(mean[i])
         out[f"pass@{k}_lo"] = float(lo[i])
         out[f"pass@{k}_hi"] = float(hi[i])
-    cv = _col(cur, "c_valid", np.int64) if valid else None
+    cv = _col(cur, "c_valid", None) if valid else None
     if cv is not None and (cv >= 0).any():
         sel = cv >= 0
         nv, cvv = _check_nc(n[sel], cv[sel])
@@ -109,12 +112,34 @@ def probe_entropy(cur: Mapping, base: Mapping | None = None) -> dict[str, float]
 
 @PROBES.register("ppl_base")
 def probe_ppl_base(cur: Mapping, base: Mapping | None = None) -> dict[str, float]:
-    """ppl_base: exp(total base-model NLL / total tokens) of this checkpoint's samples."""
+    """Base-model perplexity of this checkpoint's responses (the study's, per response).
+
+    ppl_base: mean over responses of exp(response NLL / response tokens), from the per-problem
+    columns ppl_base_mean and ppl_base_count (responses with >= 1 token); ppl_base_median,
+    ppl_base_q10, ppl_base_q90: quantiles of the pooled per-response values, from each
+    problem's quantile summary (ppl_base_q0 ... ppl_base_q100; approximate, see
+    stats.mixture_quantiles); ppl_base_pooled: exp(total NLL / total tokens) from nll_base_sum
+    and n_tokens (long responses dominate it). Tables without the per-response columns
+    (written before they existed) give ppl_base_pooled only.
+    """
+    out: dict[str, float] = {}
     nll, tok = _col(cur, "nll_base_sum"), _col(cur, "n_tokens")
-    if nll is None or tok is None:
-        return {}
-    _, overall = perplexity(nll, tok)
-    return {} if math.isnan(overall) else {"ppl_base": overall}
+    if nll is not None and tok is not None:
+        _, pooled = perplexity(nll, tok)
+        if not math.isnan(pooled):
+            out["ppl_base_pooled"] = pooled
+    mean, cnt = _col(cur, "ppl_base_mean"), _col(cur, "ppl_base_count")
+    if mean is not None and cnt is not None:
+        val = weighted_mean(mean, cnt)
+        if not math.isnan(val):
+            out["ppl_base"] = val
+            keys = summary_keys("ppl_base")
+            if all(k in cur for k in keys):
+                table = np.stack([_col(cur, k) for k in keys], axis=1)
+                q10, med, q90 = mixture_quantiles(table, cnt, [0.1, 0.5, 0.9])
+                out.update({"ppl_base_median": float(med), "ppl_base_q10": float(q10),
+                            "ppl_base_q90": float(q90)})
+    return out
 
 
 @PROBES.register("coverage")
@@ -129,8 +154,8 @@ def probe_coverage(cur: Mapping, base: Mapping | None = None) -> dict[str, float
     if base is None:
         return {}
     _same_rows(cur, base)
-    cov = coverage(_col(base, "n", np.int64), _col(base, "c", np.int64),
-                   _col(cur, "n", np.int64), _col(cur, "c", np.int64))
+    cov = coverage(_col(base, "n", None), _col(base, "c", None),
+                   _col(cur, "n", None), _col(cur, "c", None))
     if cov["n_problems"] == 0:
         return {}
     out = {f"coverage/{k}": float(cov[k]) for k in ("both", "base_only", "policy_only", "neither")}
@@ -148,8 +173,8 @@ def probe_delta_se(cur: Mapping, base: Mapping | None = None, *, k: int = 256
     _same_rows(cur, base)
     if len(np.asarray(cur["n"])) == 0:
         return {}
-    d = delta_se(_col(base, "n", np.int64), _col(base, "c", np.int64),
-                 _col(cur, "n", np.int64), _col(cur, "c", np.int64), k=k)
+    d = delta_se(_col(base, "n", None), _col(base, "c", None),
+                 _col(cur, "n", None), _col(cur, "c", None), k=k)
     return {"delta_se": d.value, "delta_se_k": float(d.k)}
 
 
@@ -162,8 +187,8 @@ def probe_crossover_k(cur: Mapping, base: Mapping | None = None, *, ks=None
     _same_rows(cur, base)
     if len(np.asarray(cur["n"])) == 0:
         return {}
-    k = crossover_k(_col(base, "n", np.int64), _col(base, "c", np.int64),
-                    _col(cur, "n", np.int64), _col(cur, "c", np.int64), ks=ks)
+    k = crossover_k(_col(base, "n", None), _col(base, "c", None),
+                    _col(cur, "n", None), _col(cur, "c", None), ks=ks)
     return {"crossover_k": float("nan") if k is None else float(k)}
 
 
@@ -174,7 +199,7 @@ def probe_acc_hist(cur: Mapping, base: Mapping | None = None, *, bins=None
 
     Binning as accuracy_histogram: exact 0 and exact 1 are their own bins; '0.9-1' is (0.9, 1).
     """
-    n, c = _col(cur, "n", np.int64), _col(cur, "c", np.int64)
+    n, c = _col(cur, "n", None), _col(cur, "c", None)
     if n is None or c is None or n.size == 0:
         return {}
     edges, counts = accuracy_histogram(n, c, bins)
