@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rlboundary import probes
 from rlboundary.report import load_run, write_report
 from rlboundary.report.load import k_grid, load_metrics, summary
 
@@ -32,7 +33,13 @@ def _probe_table(rng, dataset: str, step: int, p_base: np.ndarray, *, validity: 
     p = 1 / (1 + np.exp(-(sharp * logit + 0.5 * step / 10)))
     c = rng.binomial(N_SAMPLES, p)
     ntok = rng.integers(2000, 4000, size=len(p))
+    ppl = rng.gamma(6.0, 0.05 * (1 + step / 40), size=len(p)) + 1.0  # per-response mean
+    spread = np.array([0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2])  # its quantiles q0 .. q100
+    summ = {k: ppl * f if with_nll else np.nan
+            for k, f in zip(probes.summary_keys("ppl_base"), spread)}
     return pd.DataFrame({
+        "ppl_base_mean": ppl if with_nll else np.nan,
+        "ppl_base_count": N_SAMPLES if with_nll else 0, **summ,
         "problem_id": [f"{dataset}-{i:03d}" for i in range(len(p))],
         "dataset": dataset, "step": step, "checkpoint": "base" if step == 0 else f"step_{step}",
         "difficulty": rng.uniform(1, 5, size=len(p)),
@@ -127,7 +134,7 @@ def test_summary_numbers_match_independent_computation(report, run_dir):
     both = int(((base.c > 0) & (pol.c > 0)).sum())
     policy_only = int(((base.c == 0) & (pol.c > 0)).sum())
     base_only = int(((base.c > 0) & (pol.c == 0)).sum())
-    ppl = math.exp(pol.nll_base_sum.sum() / pol.n_tokens.sum())
+    ppl = pol.ppl_base_mean.mean()  # per response: every problem has n scored responses
     w = pol.mean_len * pol.n  # entropy is token-weighted over problems
     assert f"{ppl:.3f}" in cells and f"{(pol.entropy * w).sum() / w.sum():.3f}" in cells
     tail = cells[-6:]  # both, base_only, policy_only, neither, gained, lost

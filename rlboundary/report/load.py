@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from rlboundary import probes
+from rlboundary.trainer.store import check_rows, read_provenance
 
 STEP_RE = re.compile(r"step_(\d+)\.parquet$")
 
@@ -31,6 +32,9 @@ DEFAULTS: dict[str, object] = {
     "entropy": math.nan,
     "nll_base_sum": math.nan,
     "n_tokens": 0,
+    "ppl_base_mean": math.nan,
+    "ppl_base_count": 0,
+    **{k: math.nan for k in probes.summary_keys("ppl_base")},
 }
 
 
@@ -51,6 +55,7 @@ def load_probes(run_dir: str | Path) -> pd.DataFrame:
             df["dataset"] = path.parent.name
         if "step" not in df.columns:
             df["step"] = int(m.group(1))
+        df = check_rows(df, str(path))  # BadRows names problem, dataset, step and file
         frames.append(df)
     if not frames:
         raise FileNotFoundError(f"no probe tables under {root}/<dataset>/step_*.parquet")
@@ -63,6 +68,28 @@ def load_probes(run_dir: str | Path) -> pd.DataFrame:
     df["problem_id"] = df["problem_id"].astype(str)
     df["step"] = df["step"].astype(int)
     return df.sort_values(["dataset", "step", "problem_id"], ignore_index=True)
+
+
+def load_settings(run_dir: str | Path) -> pd.DataFrame:
+    """What each stored probe was produced with: one row per (dataset, step) with the columns
+    of its provenance record flattened (n, sampling.temperature, model_sha, ...) and
+    ``settings``, a short line of them; ``settings`` is "unrecorded" for older files."""
+    from rlboundary.trainer.probe_runner import _flat, settings_line
+
+    rows = []
+    for path in sorted((Path(run_dir) / "probes").glob("*/step_*.parquet")):
+        m = STEP_RE.fullmatch(path.name)
+        if m is None:
+            continue
+        prov = read_provenance(str(path))
+        row = {"dataset": path.parent.name, "step": int(m.group(1))}
+        if prov is None:
+            row["settings"] = "unrecorded"
+        else:
+            row.update(_flat(prov))
+            row["settings"] = settings_line(prov)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=None if rows else ["dataset", "step", "settings"])
 
 
 def load_metrics(run_dir: str | Path) -> pd.DataFrame:
@@ -99,6 +126,7 @@ class RunData:
     run_dir: Path
     problems: pd.DataFrame
     metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    settings: pd.DataFrame = field(default_factory=pd.DataFrame)
     cache: dict = field(default_factory=dict, repr=False)  # bootstrap curves are costly; reuse
 
     @property
@@ -118,7 +146,7 @@ class RunData:
 
 def load_run(run_dir: str | Path) -> RunData:
     run_dir = Path(run_dir)
-    return RunData(run_dir, load_probes(run_dir), load_metrics(run_dir))
+    return RunData(run_dir, load_probes(run_dir), load_metrics(run_dir), load_settings(run_dir))
 
 
 # ---------------------------------------------------------------- derived per-checkpoint numbers
@@ -145,13 +173,28 @@ def align(a: pd.DataFrame, b: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]
 
 
 def ppl_per_problem(df: pd.DataFrame) -> np.ndarray:
-    """Per-problem base-model perplexity; NaN where the base model scored no tokens."""
+    """Per-problem token-pooled base-model perplexity; NaN where no tokens were scored."""
     return probes.perplexity(df["nll_base_sum"].to_numpy(float), df["n_tokens"].to_numpy(float))[0]
 
 
-def ppl_overall(df: pd.DataFrame) -> float:
-    """Token-pooled base perplexity of all this checkpoint's samples (NaN if unscored)."""
+def ppl_pooled(df: pd.DataFrame) -> float:
+    """Token-pooled base perplexity exp(total NLL / total tokens) of a checkpoint's samples
+    (long responses dominate it; the study's value is ppl_responses). NaN if unscored."""
     return probes.perplexity(df["nll_base_sum"].to_numpy(float), df["n_tokens"].to_numpy(float))[1]
+
+
+ppl_overall = ppl_pooled  # the old name, kept for callers outside the report
+
+
+def ppl_responses(df: pd.DataFrame, probs=(0.5,)) -> tuple[float, np.ndarray]:
+    """The study's per-response base perplexity of a checkpoint's samples: (mean over
+    responses, pooled quantiles at ``probs`` from the per-problem summaries). NaNs when the
+    table has no per-response columns."""
+    cnt = df["ppl_base_count"].to_numpy(float)
+    mean = probes.weighted_mean(df["ppl_base_mean"].to_numpy(float), cnt)
+    keys = probes.summary_keys("ppl_base")
+    q = probes.mixture_quantiles(df[keys].to_numpy(float), cnt, list(probs))
+    return mean, q
 
 
 def curve(df: pd.DataFrame, ks: list[int], *, valid: bool = False, n_boot: int = 1000,
@@ -210,10 +253,16 @@ def _checkpoint_row(data: RunData, dataset: str, step: int, prev: int | None) ->
                               cur["n"].to_numpy(int), cur["c"].to_numpy(int))
         row.update({f"coverage/n_{k}": float(cov[f"n_{k}"]) for k in probes.CATEGORIES})
     if prev is not None:
-        a, b = align(data.table(dataset, prev), data.table(dataset, step))
-        tr = probes.transitions(a["c"].to_numpy(int), b["c"].to_numpy(int))
+        a, b = data.table(dataset, prev), data.table(dataset, step)
+        tr = probes.transitions_shared(a["problem_id"].to_numpy(), a["c"].to_numpy(),
+                                       b["problem_id"].to_numpy(), b["c"].to_numpy())
         row.update({"transitions/gained": float(tr["gained"]),
-                    "transitions/lost": float(tr["lost"])})
+                    "transitions/lost": float(tr["lost"]),
+                    "transitions/n_left_out": float(tr["n_left_out"])})
+    st = data.settings
+    if not st.empty:
+        hit = st[(st["dataset"] == dataset) & (st["step"] == step)]
+        row["settings"] = hit["settings"].iloc[0] if len(hit) else "unrecorded"
     return row
 
 
@@ -259,7 +308,7 @@ def _fill_from_metrics(df: pd.DataFrame, metrics: pd.DataFrame, dataset: str) ->
     if metrics.empty or "dataset" not in metrics.columns:
         return df
     m = metrics[metrics["dataset"] == dataset].drop(columns=["dataset"]).set_index("step")
-    m = m.apply(pd.to_numeric, errors="coerce")
+    m = m.drop(columns=["settings"], errors="ignore").apply(pd.to_numeric, errors="coerce")
     out = df.set_index("step")
     for col in m.columns:
         if col not in out.columns:

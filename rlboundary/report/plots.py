@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from rlboundary import probes
-from rlboundary.report.load import RunData, align, curves, ppl_per_problem, summary
+from rlboundary.report.load import (RunData, align, curves, ppl_per_problem, ppl_responses,
+                                    summary)
 
 DPI = 150
 MAX_LEGEND = 10  # checkpoints beyond this get a colour bar instead of legend entries
@@ -332,13 +333,74 @@ def accuracy_histogram_figure(data: RunData, dataset: str) -> Figure:
     return fig
 
 
+def _ppl_box(df) -> dict | None:
+    """Box statistics (q10, q25, median, q75, q90 whiskers; mean) of the per-response base
+    perplexity of one checkpoint, pooled from its per-problem quantile summaries."""
+    keys = probes.summary_keys("ppl_base")
+    if not all(k in df for k in keys) or not np.isfinite(df["ppl_base_mean"]).any():
+        return None
+    mean, q = ppl_responses(df, (0.1, 0.25, 0.5, 0.75, 0.9))
+    if not np.isfinite(q).all():
+        return None
+    return {"whislo": q[0], "q1": q[1], "med": q[2], "q3": q[3], "whishi": q[4],
+            "mean": mean, "fliers": []}
+
+
 @_styled
 def perplexity_figure(data: RunData, dataset: str) -> Figure | None:
-    """Figure 5: base-model perplexity of each checkpoint's samples (per problem).
+    """The study's Figure 6: distributions of PPL_base(Y_base | x) and PPL_base(Y_ckpt | x),
+    per response, side by side for each checkpoint.
 
-    If RL only re-weights what the base already says, its samples stay low-perplexity under
-    the base. Returns None when no checkpoint has base-model scores.
+    PPL(Y|x) = exp(-(1/T) sum_t log P_base(y_t | x, y_<t)) of each sampled response; boxes are
+    the 25-75% range, whiskers 10-90%, the line the median and the dot the mean, pooled over
+    problems from the per-problem quantile summaries (no samples file needed). If RL only
+    re-weights what the base already says, its responses sit in the lower part of the base's
+    own distribution. Tables without per-response columns fall back to per-problem pooled
+    values. Returns None when no checkpoint has base-model scores.
     """
+    steps = data.steps(dataset)
+    boxes = {s: _ppl_box(data.table(dataset, s)) for s in steps}
+    if any(b is None for b in boxes.values()):
+        return _ppl_per_problem_figure(data, dataset)
+    colors = step_colors(steps)
+    base = boxes.get(0)
+    pairs = [s for s in steps if s != 0] or [0]
+    fig, ax = _new((_bar_width(2 * len(pairs)), 3.8))
+    stats, pos, faces = [], [], []
+    for i, s in enumerate(pairs):
+        if base is not None and s != 0:
+            stats.append(dict(base, label="base"))
+            pos.append(3 * i)
+            faces.append("white")
+        stats.append(dict(boxes[s], label=step_label(s)))
+        pos.append(3 * i + 1)
+        faces.append("white" if s == 0 else colors[s])
+    bp = ax.bxp(stats, positions=pos, widths=0.8, patch_artist=True, showmeans=True,
+                showfliers=False, meanprops={"marker": "o", "ms": 3.5, "mfc": "black",
+                                             "mec": "black"})
+    for patch, face in zip(bp["boxes"], faces):
+        patch.set_facecolor(face)
+        patch.set_edgecolor("black")
+        if face == "white":
+            patch.set_linestyle("--")
+    for med in bp["medians"]:
+        med.set_color("black")
+    lo = min(b["whislo"] for b in stats)
+    hi = max(b["whishi"] for b in stats)
+    if lo > 0 and hi / lo > 10:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xticks([3 * i + 0.5 for i in range(len(pairs))],
+                  ["base" if s == 0 else str(s) for s in pairs], **_crowded(len(pairs)))
+    ax.set_xlabel("checkpoint (training step): base's own responses (dashed) | checkpoint's")
+    ax.set_ylabel("PPL$_{base}$(Y | x) per response")
+    ax.grid(axis="x", visible=False)
+    ax.set_title(f"{dataset}: base-model perplexity of responses (study Fig. 6)")
+    return fig
+
+
+def _ppl_per_problem_figure(data: RunData, dataset: str) -> Figure | None:
+    """Fallback for tables without per-response columns: per-problem pooled perplexity."""
     steps = data.steps(dataset)
     vals = {s: ppl_per_problem(data.table(dataset, s)) for s in steps}
     vals = {s: v[np.isfinite(v)] for s, v in vals.items() if np.isfinite(v).any()}
@@ -357,13 +419,9 @@ def perplexity_figure(data: RunData, dataset: str) -> Figure | None:
             patch.set_linestyle("--")
     for med in bp["medians"]:
         med.set_color("black")
-    allv = np.concatenate(list(vals.values()))
-    if allv.min() > 0 and allv.max() / allv.min() > 10:
-        ax.set_yscale("log")
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xticks(pos, ["base" if s == 0 else str(s) for s in vals], **_crowded(len(vals)))
     ax.set_xlabel("checkpoint (training step)")
-    ax.set_ylabel("base-model perplexity of samples\nexp(NLL$_{base}$ / token)")
+    ax.set_ylabel("base-model perplexity per problem\nexp(NLL$_{base}$ / token), pooled")
     ax.grid(axis="x", visible=False)
     ax.set_title(f"{dataset}: base-model perplexity of each checkpoint's samples")
     return fig

@@ -1,6 +1,7 @@
 """The study's table for one run: per checkpoint, pass@1 and pass@k_max with 95% bootstrap
-bands, their paired differences from the base model, base-model perplexity, entropy and the
-solvability ledger. `rlboundary demo` prints it; every number is recomputed from the parquet
+bands, their paired differences from the base model, base-model perplexity (the study's, per
+response: mean and median over the checkpoint's responses; and the token-pooled value),
+entropy and the solvability ledger. `rlboundary demo` prints it; every number is recomputed from the parquet
 tables with `rlboundary.probes`, so it agrees with the report.
 
 The paired band resamples problems once per replicate and applies the draw to both the base
@@ -13,7 +14,7 @@ from __future__ import annotations
 import pandas as pd
 
 from rlboundary import probes
-from rlboundary.report.load import align, load_run, ppl_overall
+from rlboundary.report.load import align, load_run, ppl_pooled, ppl_responses
 
 
 def _band(v: float, lo: float, hi: float, signed: bool = False) -> str:
@@ -44,7 +45,12 @@ def study_table(run_dir: str, dataset: str, n_boot: int = 2000, seed: int = 0) -
                 row[f"diff@{kk}"] = _band(d[0], dlo[0], dhi[0], signed=True)
             else:
                 row[f"diff@{kk}"] = ""
-        row["ppl_base"] = f"{ppl_overall(cur):.3f}"
+        mean, (median,) = ppl_responses(cur)
+        if mean == mean:  # per-response values (the study's); older tables: pooled only
+            row["ppl_base mean"], row["ppl_base median"] = f"{mean:.3f}", f"{median:.3f}"
+        else:
+            row["ppl_base mean"], row["ppl_base median"] = "-", "-"
+        row["ppl pooled"] = f"{ppl_pooled(cur):.3f}"
         tok = (cur["mean_len"] * cur["n"]).to_numpy(float)
         row["entropy"] = f"{probes.weighted_mean(cur['entropy'].to_numpy(float), tok):.3f}"
         cov = probes.coverage(bn, bc, n, c)
@@ -52,6 +58,7 @@ def study_table(run_dir: str, dataset: str, n_boot: int = 2000, seed: int = 0) -
                            ("policy_only", "RL only"), ("neither", "neither")):
             row[label] = int(cov[f"n_{key}"])
         rows.append(row)
-    order = ["step", "pass@1", "diff@1", f"pass@{k}", f"diff@{k}", "ppl_base", "entropy",
+    order = ["step", "pass@1", "diff@1", f"pass@{k}", f"diff@{k}", "ppl_base mean",
+             "ppl_base median", "ppl pooled", "entropy",
              "both", "base only", "RL only", "neither"]
     return pd.DataFrame(rows)[order]

@@ -19,7 +19,7 @@ from rlboundary.report.load import RunData, curves, ledger, load_run, summary
 
 STEP_KEY = "probe/step"
 # summary() columns that describe the table rather than measure the model
-NON_METRIC = {"step", "dataset", "n_problems", "k_max"}
+NON_METRIC = {"step", "dataset", "n_problems", "k_max", "settings"}
 
 
 def _wandb():

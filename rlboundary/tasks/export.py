@@ -2,18 +2,18 @@
 
 verl's RLHFDataset reads `prompt` as a list of chat messages; we store the fully templated raw
 prompt as the single user message (the study used base models, no chat template) and again as
-`raw_prompt_text` for rlboundary's own engine. Files are written atomically.
+`raw_prompt_text` for rlboundary's own engine. Files are written atomically, with the user's
+umask (rlboundary.fileio).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import pandas as pd
 
+from rlboundary.fileio import atomic_write, write_text
 from rlboundary.tasks import Task
 from rlboundary.tasks.prompts import render
 from rlboundary.tasks.schema import Record, ids_sha256
@@ -35,18 +35,6 @@ def verl_rows(task: Task, records: list[Record]) -> list[dict]:
     return rows
 
 
-def atomic_write(path: str, write) -> None:
-    """Call write(tmp_path), then rename onto path: readers never see a half-written file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".part")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
 
 def manifest(task: Task, records: list[Record], settings: dict) -> dict:
     splits = sorted({r.split for r in records})
@@ -66,6 +54,5 @@ def write_dataset(task: Task, records: list[Record], out_dir: str, settings: dic
         atomic_write(os.path.join(out_dir, f"{split}.parquet"),
                      lambda tmp, f=frame: f.to_parquet(tmp, index=False))
     man = manifest(task, records, settings)
-    atomic_write(os.path.join(out_dir, "manifest.json"),
-                 lambda tmp: Path(tmp).write_text(json.dumps(man, indent=2, default=str)))
+    write_text(os.path.join(out_dir, "manifest.json"), json.dumps(man, indent=2, default=str))
     return man

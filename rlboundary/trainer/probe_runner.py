@@ -8,9 +8,15 @@ Entry points: :func:`probe_checkpoint` (the hook trainers call at every checkpoi
 save_samples, datasets}, probes[...]``. ``probe.datasets`` maps a dataset name to its data
 settings (the resolved ``conf/data/<name>.yaml``).
 
+Provenance: every stored result records what produced it (:func:`provenance`); a stored result
+is reused only when all of it matches, else :class:`ProvenanceMismatch` (a one-line user error
+naming the difference; ``force=true`` replaces the result instead). Reused results say "cached".
+
 Differences from the study: it sampled with vLLM at T=0.6, top-p 0.95 and scored with each
 dataset's rules; we sample with the configured sampler and score with math-verify. Perplexity
-is of the *response* tokens given the prompt, under the base model at T=1, as in its Figure 6.
+is of the *response* tokens given the prompt, under the base model at T=1, per response as in
+its Figure 6 (``ppl_base``: the mean of per-response values; the token-pooled value is
+``ppl_base_pooled``).
 """
 
 from __future__ import annotations
@@ -25,15 +31,26 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rlboundary.probes import run_probes, transitions
+from rlboundary.errors import UserError
+from rlboundary.probes import (grouped_summary, response_perplexity, run_probes, summary_keys,
+                               transitions_shared)
 from rlboundary.tasks import TASKS, Task
 from rlboundary.tasks.schema import Record, ids_sha256
 from rlboundary.trainer import fanout
-from rlboundary.trainer.store import ProbeStore, read_metrics, upsert_metrics, write_json
+from rlboundary.trainer.store import (ProbeStore, read_metrics, remove_metrics, upsert_metrics,
+                                      write_json)
 
+PPL_SUMMARY = summary_keys("ppl_base")
 PROBLEM_COLUMNS = ["problem_id", "dataset", "step", "checkpoint", "difficulty", "n", "c",
                    "c_valid", "n_timeout", "n_truncated", "mean_len", "entropy",
-                   "nll_base_sum", "n_tokens"]
+                   "nll_base_sum", "n_tokens", "ppl_base_mean", "ppl_base_count", *PPL_SUMMARY]
+
+#: Version of the stored-result format (bumped when a column's meaning changes).
+FORMAT = 2
+
+
+class ProvenanceMismatch(UserError):
+    """A stored result was produced with other settings than the ones asked for now."""
 
 
 def load_dataset(name: str, spec: Mapping, cache_dir: str, limit: int | None
@@ -46,24 +63,125 @@ def load_dataset(name: str, spec: Mapping, cache_dir: str, limit: int | None
     return task, records[:limit] if limit else records
 
 
+_HASHES: dict[tuple, str] = {}
+
+
 def checkpoint_hash(path: str) -> str:
-    """sha256 over a checkpoint's files (names and bytes), ignoring our own build notes."""
-    h = hashlib.sha256()
+    """sha256 over a checkpoint's files (names and bytes), ignoring our own build notes.
+
+    Memoised per process on (path, every file's size and mtime)."""
+    entries = []
     for root, _, files in sorted(os.walk(path)):
         for name in sorted(files):
             if name == "build_info.json" or name.endswith(".part"):
                 continue
             full = os.path.join(root, name)
-            h.update(os.path.relpath(full, path).encode())
+            st = os.stat(full)
+            entries.append((os.path.relpath(full, path), full, st.st_size, st.st_mtime_ns))
+    key = (os.path.abspath(path), tuple((e[0], e[2], e[3]) for e in entries))
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        for rel, full, _, _ in entries:
+            h.update(rel.encode())
             with open(full, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
+        _HASHES[key] = h.hexdigest()[:16]
+    return _HASHES[key]
+
+
+def data_hash(records: list[Record]) -> str:
+    """sha256 of the problems' ids, texts and answers (what a probe of them depends on)."""
+    h = hashlib.sha256(ids_sha256(records).encode())
+    for r in records:
+        h.update(b"\0" + r.id.encode() + b"\0" + r.problem.encode() + b"\0" + r.answer.encode())
     return h.hexdigest()[:16]
+
+
+def verifier_version() -> str:
+    """rlboundary's verifier sources and math-verify's version, hashed."""
+    import glob
+    from importlib import metadata
+
+    import rlboundary.tasks as tasks_pkg
+
+    h = hashlib.sha256()
+    for f in sorted(glob.glob(os.path.join(os.path.dirname(tasks_pkg.__file__), "verify*.py"))):
+        with open(f, "rb") as fh:
+            h.update(fh.read())
+    try:
+        mv = metadata.version("math-verify")
+    except metadata.PackageNotFoundError:
+        mv = "absent"
+    return f"math-verify {mv}, sources {h.hexdigest()[:12]}"
+
+
+#: Sampler knobs that cannot change a sample (threads); everything else is provenance.
+_SAMPLER_IRRELEVANT = ("torch_threads",)
+
+
+def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task) -> dict:
+    """What a probe's result depends on: model, base model (its NLL scores the samples),
+    problems, n, sampling, sampler and its settings, seed, verifier, result format.
+
+    ``checkpoint`` (the path) is recorded for the reader but not compared (see
+    :func:`differences`).
+    """
+    sampler = {k: v for k, v in dict(cfg["sampler"]).items() if k not in _SAMPLER_IRRELEVANT}
+    return {"format": FORMAT, "model_sha": checkpoint_hash(model_path),
+            "base_sha": checkpoint_hash(cfg["base_path"]), "task": task.name,
+            "data_sha": data_hash(records), "problems": len(records), "n": int(cfg["n"]),
+            "seed": int(cfg["seed"]), "sampling": dict(cfg["sampling"]), "sampler": sampler,
+            "verifier": verifier_version(), "checkpoint": os.path.abspath(model_path)}
+
+
+def _flat(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(stored: Mapping | None, wanted: Mapping) -> list[str]:
+    """Human-readable differences ``"n=256 (now 64)"`` between two provenance records,
+    ignoring the checkpoint path; ``["no record of its settings"]`` when ``stored`` is None."""
+    if stored is None:
+        return ["no record of its settings (written by an older rlboundary)"]
+    a, b = _flat(stored), _flat(wanted)
+    a.pop("checkpoint", None), b.pop("checkpoint", None)
+    return [f"{k}={a.get(k, '-')} (now {b.get(k, '-')})"
+            for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+
+
+def _reuse_or_clear(store: ProbeStore, prov: Mapping, cfg: Mapping, what: str) -> bool:
+    """True when ``store`` holds a finished result of exactly ``prov`` (reuse it). A result of
+    other settings is removed under ``force=true`` (False: redo), else ProvenanceMismatch."""
+    stored = store.provenance()
+    if stored is None and not store.done() and not os.path.isdir(store.parts):
+        return False
+    diff = differences(stored, prov)
+    if not diff:
+        return store.done()
+    if cfg.get("force") or (not store.done() and stored is None):  # stale parts: redo
+        store.clear()
+        return False
+    raise ProvenanceMismatch(
+        f"{store.final if store.done() else store.parts}: {what} was probed with other "
+        f"settings: {'; '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}. Use another "
+        f"run_dir, or force=true to replace it")
 
 
 def aggregate(samples: pd.DataFrame, records: list[Record], n: int, has_trace: bool
               ) -> pd.DataFrame:
-    """Per-sample rows -> one row per problem (CONTRACTS columns, minus step/dataset)."""
+    """Per-sample rows -> one row per problem (PROBLEM_COLUMNS, minus step/dataset/checkpoint).
+
+    Per-response base perplexity exp(nll_base / n_tokens) is summarised per problem by its
+    mean, count (responses with >= 1 token) and quantiles ppl_base_q0 ... ppl_base_q100, so
+    the distribution can be drawn without the samples file.
+    """
     g = samples.groupby("problem_id", sort=False)
     out = pd.DataFrame({
         "n": g.size(), "c": g["correct"].sum(),
@@ -75,19 +193,39 @@ def aggregate(samples: pd.DataFrame, records: list[Record], n: int, has_trace: b
         "nll_base_sum": g["nll_base"].sum(), "n_tokens": g["n_tokens"].sum(),
     })
     diff = {r.id: r.difficulty for r in records}
-    out = out.reindex([r.id for r in records]).reset_index(names="problem_id")
+    order = [r.id for r in records]
+    out = out.reindex(order).reset_index(names="problem_id")
     if out["n"].isna().any() or (out["n"] != n).any():
         raise RuntimeError(f"sample counts do not match n={n} for some problems")
+    index = samples["problem_id"].map({pid: i for i, pid in enumerate(order)}).to_numpy()
+    ppl = response_perplexity(samples["nll_base"].to_numpy(float),
+                              samples["n_tokens"].to_numpy(float))
+    mean, count, quant = grouped_summary(ppl, index, len(order))
+    out["ppl_base_mean"], out["ppl_base_count"] = mean, count
+    for j, key in enumerate(PPL_SUMMARY):
+        out[key] = quant[:, j]
     out["difficulty"] = out["problem_id"].map(diff).astype(float)
     return out.astype({"n": int, "c": int, "c_valid": int, "n_timeout": int,
-                       "n_truncated": int, "n_tokens": int})
+                       "n_truncated": int, "n_tokens": int, "ppl_base_count": int})
 
 
 def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
-                  records: list[Record], meta: Mapping[str, Any]) -> pd.DataFrame:
-    """Probe one checkpoint on one dataset, resuming from finished chunks; returns its rows."""
-    if store.done():
-        return store.load()
+                  records: list[Record], meta: Mapping[str, Any],
+                  prov: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Probe one checkpoint on one dataset, resuming from finished chunks; returns its rows.
+
+    A finished result of the same provenance is reused (console: "cached"); one of other
+    settings raises ProvenanceMismatch, or is replaced under ``force=true``.
+    """
+    prov = prov if prov is not None else provenance(cfg, model_path, records, task)
+    what = f"{meta['dataset']} step {meta['step']}"
+    if _reuse_or_clear(store, prov, cfg, what):
+        rows = store.load()
+        if cfg.get("progress", True) or cfg.get("verbose"):
+            print(f"[rlboundary] probe {what}: cached ({store.final})", flush=True)
+        return rows
+    if not os.path.exists(os.path.join(store.parts, "provenance.json")):
+        store.start(prov)
     chunk = int(cfg["probe"]["chunk"])
     chunks = [records[i:i + chunk] for i in range(0, len(records), chunk)]
     todo = [i for i in range(len(chunks)) if i not in store.finished_chunks()]
@@ -110,7 +248,7 @@ def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
     fanout.run_chunks(worker_kw, [(i, chunks[i], job) for i in todo],
                       _workers(cfg), on_result)
     bar.close()
-    return store.finalize(len(chunks))
+    return store.finalize(len(chunks), provenance=prov)
 
 
 def _save_samples(cfg: Mapping, n_problems: int) -> bool:
@@ -129,15 +267,16 @@ def _workers(cfg: Mapping) -> int:
     return int(w)
 
 
-def base_store(cfg: Mapping, dataset: str, records: list[Record]) -> ProbeStore:
+def base_store(cfg: Mapping, dataset: str, records: list[Record],
+               prov: Mapping[str, Any] | None = None) -> ProbeStore:
     """Where the base model's own probe lives: shared by every run naming the same base,
-    keyed by (model hash, dataset hash, sampling settings)."""
-    settings = {"n": cfg["n"], "seed": cfg["seed"], "sampling": dict(cfg["sampling"]),
-                "sampler": cfg["sampler"]["name"]}
-    data_hash = ids_sha256(records) + hashlib.sha256(
-        "\n".join(r.answer for r in records).encode()).hexdigest()
-    key = hashlib.sha256(json.dumps([checkpoint_hash(cfg["base_path"]), data_hash, settings],
-                                    sort_keys=True).encode()).hexdigest()[:16]
+    keyed by its whole provenance (model, problems, n, sampling, sampler, seed, verifier)."""
+    if prov is None:
+        prov = provenance(cfg, cfg["base_path"], records, TASKS.get(
+            cfg["probe"]["datasets"][dataset].get("name", dataset)))
+    keyed = {k: v for k, v in prov.items() if k != "checkpoint"}
+    key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()
+                         ).hexdigest()[:16]
     return ProbeStore(os.path.join(cfg["cache_dir"], "base_probes", key), dataset, 0)
 
 
@@ -145,51 +284,118 @@ def probe_checkpoint(path: str, step: int, cfg: Mapping) -> dict[str, dict[str, 
     """Probe the checkpoint at `path` as training step `step` on every configured dataset.
 
     The base model is probed first (step 0, cached across runs); metrics compare against it and
-    against the previous step already in the run. Returns {dataset: metrics}.
+    against the previous step already in the run. Returns {dataset: metrics}. Raises
+    FileNotFoundError (a UserError there) for a missing checkpoint, ProvenanceMismatch when
+    the run already holds this step probed with other settings (unless ``force``).
     """
     if not os.path.isdir(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingPath(f"checkpoint not found: {path}")
     run_dir = cfg["run_dir"]
     os.makedirs(run_dir, exist_ok=True)
     results = {}
     for name, spec in cfg["probe"]["datasets"].items():
         task, records = load_dataset(name, spec, cfg["cache_dir"], cfg["probe"].get("limit"))
+        check_prompts(cfg, name, task, records)
         base_rows = _probe_base(cfg, name, task, records)
         if step == 0:
             cur = base_rows
         else:
             meta = {"dataset": name, "step": int(step), "checkpoint": os.path.abspath(path)}
             cur = probe_dataset(ProbeStore(run_dir, name, step), path, cfg, task, records, meta)
-        results[name] = _metrics(cfg, name, step, cur, base_rows)
+        prov = ProbeStore(run_dir, name, step).provenance()
+        results[name] = _metrics(cfg, name, step, cur, base_rows, prov)
     return results
 
 
+class MissingPath(UserError, FileNotFoundError):
+    """A path the user named does not exist."""
+
+
+def check_prompts(cfg: Mapping, name: str, task: Task, records: list[Record],
+                  max_unknown: float = 0.05) -> None:
+    """Refuse, before sampling, a model whose tokenizer cannot encode the prompts: more than
+    ``max_unknown`` of some prompt's tokens are the unknown token (or the tokenizer drops more
+    than that share of its characters). Raises UserError naming dataset and model."""
+    from transformers import AutoTokenizer
+
+    from rlboundary.tasks.prompts import render
+
+    tok = AutoTokenizer.from_pretrained(cfg["base_path"])
+    unk = tok.unk_token_id
+    worst, worst_id = 0.0, None
+    for r in records:
+        text = render(task.template, r.problem)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if not ids:
+            continue
+        share = (sum(i == unk for i in ids) / len(ids)) if unk is not None else 0.0
+        if share > worst:
+            worst, worst_id = share, r.id
+    if worst > max_unknown:
+        raise UserError(
+            f"the tokenizer of {cfg['base_path']} maps {worst:.0%} of the tokens of {name} "
+            f"problem {worst_id!r} to its unknown token (limit {max_unknown:.0%}): this model "
+            f"cannot read {name}'s prompts; probe it on a dataset it was built for")
+
+
 def _probe_base(cfg: Mapping, name: str, task: Task, records: list[Record]) -> pd.DataFrame:
-    shared = base_store(cfg, name, records)
-    meta = {"dataset": name, "step": 0, "checkpoint": "base"}
-    rows = probe_dataset(shared, cfg["base_path"], cfg, task, records, meta)
+    """The base model's rows (step 0): the run's own copy when it matches the settings, else
+    the shared cache's (probed there when missing), copied into the run."""
+    prov = provenance(cfg, cfg["base_path"], records, task)
     local = ProbeStore(cfg["run_dir"], name, 0)
-    if not local.done():
-        local.copy_from(shared)
+    if _reuse_or_clear(local, prov, cfg, f"{name} step 0 (the base model)"):
+        if cfg.get("progress", True):
+            print(f"[rlboundary] probe {name} step 0: cached ({local.final})", flush=True)
+        return local.load()
+    shared = base_store(cfg, name, records, prov)
+    meta = {"dataset": name, "step": 0, "checkpoint": "base"}
+    rows = probe_dataset(shared, cfg["base_path"], cfg, task, records, meta, prov)
+    local.copy_from(shared)
     return rows
 
 
-def _metrics(cfg: Mapping, name: str, step: int, cur: pd.DataFrame, base: pd.DataFrame
-             ) -> dict[str, float]:
+def _metrics(cfg: Mapping, name: str, step: int, cur: pd.DataFrame, base: pd.DataFrame,
+             prov: Mapping | None = None) -> dict[str, float]:
+    """Run the configured probes, add transitions vs the previous stored step (on the
+    problems both hold; ``transitions/n_left_out`` counts the others) and the truncation
+    share, and upsert the metrics line (with the settings it was probed with)."""
     probes = list(cfg["probes"])
-    metrics = run_probes(probes, cur, None if step == 0 else base)
+    shared = base
+    if step != 0:
+        ids = set(base["problem_id"]) & set(cur["problem_id"])
+        if len(ids) < len(cur) or len(ids) < len(base):
+            cur = cur[cur["problem_id"].isin(ids)].reset_index(drop=True)
+        shared = base.set_index("problem_id").reindex(cur["problem_id"]).reset_index()
+    metrics = run_probes(probes, cur, None if step == 0 else shared)
     if "entropy" in metrics and _entropy_kind(cfg) == "mc":  # vLLM: -logprob of sampled tokens
         metrics["entropy_mc"] = metrics.pop("entropy")
+    if "n_truncated" in cur:
+        metrics["truncated_share"] = float(cur["n_truncated"].sum() / max(cur["n"].sum(), 1))
     prev = _previous(cfg["run_dir"], name, step)
     if prev is not None:
-        aligned = prev.set_index("problem_id").reindex(cur["problem_id"])
-        metrics.update({f"transitions/{k}": float(v) for k, v in transitions(
-            aligned["c"].to_numpy(), cur["c"].to_numpy()).items()
-            if isinstance(v, (int, float, np.integer, np.floating))})
+        tr = transitions_shared(prev["problem_id"].to_numpy(), prev["c"].to_numpy(),
+                                cur["problem_id"].to_numpy(), cur["c"].to_numpy())
+        metrics.update({f"transitions/{k}": float(v) for k, v in tr.items()
+                        if k != "n_shared"})
     row = {"step": int(step), "dataset": name,
            **{k: (None if v != v else float(v)) for k, v in metrics.items()}}
+    if prov is not None:
+        row["settings"] = settings_line(prov)
     upsert_metrics(cfg["run_dir"], row)
+    share = metrics.get("truncated_share", 0.0)
+    if share > 0.5:
+        print(f"[rlboundary] warning: {share:.0%} of the samples of {name} step {step} hit "
+              f"the token limit (sampling.max_new_tokens={cfg['sampling']['max_new_tokens']})",
+              flush=True)
     return metrics
+
+
+def settings_line(prov: Mapping) -> str:
+    """A short line of the settings a result was probed with (for metrics, report, console)."""
+    s = prov.get("sampling", {})
+    return (f"n={prov.get('n')} T={s.get('temperature')} top_p={s.get('top_p')} "
+            f"max_new={s.get('max_new_tokens')} sampler={prov.get('sampler', {}).get('name')} "
+            f"seed={prov.get('seed')} model={prov.get('model_sha')} data={prov.get('data_sha')}")
 
 
 def _entropy_kind(cfg: Mapping) -> str:

@@ -1,0 +1,11 @@
+"""User mistakes as one exception family: the CLI prints their message on one line and exits 2.
+
+Raise a :class:`UserError` (or a subclass) for anything the user can fix by changing a setting,
+a path or an input file; let real bugs raise anything else, so they keep their traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A mistake in settings, paths or inputs; the message says what and how to fix it."""

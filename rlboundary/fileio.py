@@ -1,0 +1,57 @@
+"""Atomic file writes with the user's permissions: the one I/O helper tasks/ and trainer/ share.
+
+Why: a reader (the report, a colleague, a resumed probe) must never see a half-written file, so
+every file is written to a temporary name in its folder and renamed onto its path. The
+temporary file comes from ``tempfile.mkstemp``, which creates it 0600 whatever the umask; the
+rename would keep that mode, so a run on a shared file system would be readable by its owner
+only. We give the file the mode ``open()`` would have given it, ``0666 & ~umask`` (0644 under
+the common 022 umask), before the rename.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Callable
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where /proc allows (Linux), else set and
+    restored at once."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str, write: Callable[[str], object]) -> None:
+    """Call ``write(tmp_path)``, then rename onto ``path`` with mode ``0666 & ~umask``.
+
+    Readers never see a half-written file; on any error the temporary file is removed and the
+    error propagates. Parent folders are created as needed.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    def _w(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    atomic_write(path, _w)
