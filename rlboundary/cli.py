@@ -25,6 +25,8 @@ from typing import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlboundary.errors import UserError
+
 
 def compose(overrides: list[str]) -> DictConfig:
     from hydra import compose as hydra_compose
@@ -32,10 +34,49 @@ def compose(overrides: list[str]) -> DictConfig:
 
     from rlboundary.console import quiet
 
-    with initialize_config_module(config_module="rlboundary.conf", version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=overrides)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module(config_module="rlboundary.conf", version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"bad setting: {first} (rlboundary COMMAND --help lists the "
+                        f"settings)") from None
+    check_settings(cfg)
     quiet(bool(cfg.get("verbose", False)))
     return cfg
+
+
+#: Main settings and what each expects: (key, type, test, what it expects).
+_CHECKS = (
+    ("n", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("seed", int, lambda v: True, "a whole number"),
+    ("sampling.temperature", float, lambda v: v >= 0, "a number >= 0"),
+    ("sampling.top_p", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    ("sampling.max_new_tokens", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("probe.limit", int, lambda v: v >= 1, "null or a whole number >= 1"),
+    ("probe.chunk", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("step", int, lambda v: v >= 0, "null or a whole number >= 0"),
+    ("eval_samples", int, lambda v: v >= 1, "a whole number >= 1"),
+    ("force", bool, lambda v: True, "true or false"),
+    ("progress", bool, lambda v: True, "true or false"),
+)
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Check the main settings' types and ranges: a bad value is one line naming the key and
+    what it expects (UserError). Nulls are allowed where the config's default is null."""
+    for key, typ, ok, expects in _CHECKS:
+        value = OmegaConf.select(cfg, key, default=None)
+        if value is None:
+            continue
+        good = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            good = True
+        if not good or not ok(value):
+            raise UserError(f"bad setting {key}={value!r}: expected {expects}")
 
 
 def recipe_overrides(recipe: str | None) -> list[str]:
@@ -290,17 +331,98 @@ def parser() -> argparse.ArgumentParser:
     ver.add_argument("--text", metavar="FILE", help="a whole response (- for stdin) to extract from")
     ver.add_argument("--timeout", type=float, help="seconds for math-verify (default 3)")
     ver.set_defaults(func=cmd_verify, recipe=None)
+    for sp in (sub.choices["demo"], sub.choices["train"], sub.choices["probe"],
+               sub.choices["report"], base.choices["build"], data.choices["prepare"]):
+        sp.epilog = settings_help()
+        sp.formatter_class = argparse.RawDescriptionHelpFormatter
     return p
 
 
+#: The settings --help lists (all of them: `rlboundary COMMAND --cfg job`).
+MAIN_SETTINGS = (
+    ("run_dir=DIR", "where results go (default runs/<data.name>)"),
+    ("model=PATH", "the checkpoint to probe (default: the base model)"),
+    ("base=PATH", "an existing HF base model instead of the tiny one"),
+    ("series=DIR", "probe every checkpoint under DIR in step order"),
+    ("n=INT", "samples per problem (pass@k exact for k <= n; default 256)"),
+    ("sampling.temperature, sampling.top_p, sampling.max_new_tokens", "how samples are drawn"),
+    ("probe.limit=INT", "at most this many test problems per dataset"),
+    ("probe.workers=auto|INT, probe.chunk=INT", "Ray fan-out and resume granularity"),
+    ("trainer.total_training_steps, trainer.save_freq, trainer.probe=async|sync|off",
+     "training length and probing"),
+    ("seed=INT, cache_dir=DIR, verbose=BOOL", ""),
+    ("force=true", "replace stored results (and cached artefacts) made with other settings"),
+)
+
+
+def settings_help() -> str:
+    """Config groups with their choices and the main settings, for every command's --help."""
+    import importlib.resources as res
+
+    root = res.files("rlboundary.conf")
+    lines = ["config groups (GROUP=CHOICE):"]
+    for group in sorted(p.name for p in root.iterdir() if p.is_dir() and
+                        not p.name.startswith("_")):
+        names = sorted(f.name[:-5] for f in root.joinpath(group).iterdir()
+                       if f.name.endswith(".yaml"))
+        label = "probe@probes.NAME" if group == "probe" else group
+        lines.append(f"  {label}: {', '.join(names)}")
+    lines += ["", "main settings (key=value, Hydra overrides of rlboundary/conf/config.yaml):"]
+    for key, what in MAIN_SETTINGS:
+        lines.append(f"  {key}" + (f": {what}" if what else ""))
+    lines += ["", "--cfg job prints the composed config; user mistakes exit with code 2."]
+    return "\n".join(lines)
+
+
+def _user_error(e: BaseException) -> BaseException | None:
+    """The user mistake behind ``e`` (unwrapping Ray's task errors), or None for a bug."""
+    from rlboundary.tasks.schema import BadRecord
+
+    cause = getattr(e, "cause", None)  # ray.exceptions.RayTaskError
+    if cause is not None and cause is not e:
+        return _user_error(cause)
+    if isinstance(e, (UserError, BadRecord, FileNotFoundError, NotADirectoryError)):
+        return e
+    return None
+
+
+def print_config(args: argparse.Namespace, overrides: list[str]) -> None:
+    """``--cfg job``: print the composed config (Hydra's flag) and exit."""
+    print(OmegaConf.to_yaml(compose(overrides)), end="")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a command. User mistakes (bad settings, missing paths, bad rows, results of other
+    settings in run_dir) print one line and return 2; bugs keep their traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    show_cfg = False
+    if "--cfg" in argv:
+        i = argv.index("--cfg")
+        what = argv[i + 1] if i + 1 < len(argv) else ""
+        if what != "job":
+            print("rlboundary: --cfg takes 'job' (print the composed config)", file=sys.stderr)
+            return 2
+        del argv[i:i + 2]
+        show_cfg = True
     args, overrides = parser().parse_known_args(argv)
     bad = [o for o in overrides if "=" not in o]
     if bad:
-        print(f"rlboundary: unrecognised arguments {bad}; settings are key=value overrides",
-              file=sys.stderr)
+        print(f"rlboundary: unrecognised arguments {bad}; settings are key=value overrides "
+              f"(rlboundary {args.command} --help lists them)", file=sys.stderr)
         return 2
-    args.func(args, recipe_overrides(args.recipe) + expand_shorthands(overrides))
+    try:
+        full = recipe_overrides(args.recipe) + expand_shorthands(overrides)
+        if show_cfg:
+            print_config(args, full)
+        else:
+            args.func(args, full)
+    except Exception as e:  # noqa: BLE001 - sorted into user mistakes and bugs below
+        user = _user_error(e)
+        if user is None or os.environ.get("RLBOUNDARY_TRACEBACK"):
+            raise
+        msg = " ".join(str(user).split()) or type(user).__name__
+        print(f"rlboundary: {msg}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -78,7 +78,7 @@ def check_rows(frame: pd.DataFrame, where: str, dataset: str | None = None,
         bad = ~np.isfinite(raw) | (raw != np.round(raw))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BadRows(f"{_ctx(i)}: {col}={frame[col].iloc[i]!r} is not a whole number "
+            raise BadRows(f"{_ctx(i)}: {col}={frame[col].iloc[i]} is not a whole number "
                           f"(need whole n >= 1 and 0 <= c <= n)")
         return raw.astype(np.int64)
 

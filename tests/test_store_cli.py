@@ -1,0 +1,112 @@
+"""The store's boundary (row validation, provenance, file modes) and user mistakes at the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rlboundary.trainer import probe_runner
+from rlboundary.trainer.store import BadRows, ProbeStore, check_rows, upsert_metrics, write_parquet
+
+
+def _table(n, c, ids=("p1", "p2")):
+    return pd.DataFrame({"problem_id": list(ids), "dataset": "arith", "step": 3, "n": n, "c": c})
+
+
+@pytest.mark.parametrize("n, c, what", [
+    ([4, 4], [4, 0.5], "problem 'p2': c=0.5 is not a whole number"),
+    ([4, 4], [4, float("nan")], "problem 'p2': c=nan is not a whole number"),
+    ([4, 4], [5, 1], "problem 'p1': c=5 with n=4"),
+    ([4, 0], [1, 0], "problem 'p2': n=0 with n=0")])
+def test_bad_rows_are_rejected_with_problem_dataset_step_and_file(tmp_path, n, c, what):
+    with pytest.raises(BadRows, match="f.parquet: dataset arith step 3 " + what):
+        check_rows(_table(n, c), "f.parquet")
+    store = ProbeStore(str(tmp_path), "arith", 3)
+    write_parquet(_table(n, c), store.final)  # a file some other tool wrote
+    with pytest.raises(BadRows, match=f"{store.final}: dataset arith step 3"):
+        store.load()
+    with pytest.raises(BadRows):
+        store.write_part(0, _table(n, c), None)
+    assert check_rows(_table([4, 4], [4.0, 0.0]), "ok")["c"].dtype == np.int64
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store = ProbeStore(str(tmp_path), "arith", 0)
+        write_parquet(_table([4, 4], [1, 2]), store.final, provenance={"n": 4})
+        upsert_metrics(str(tmp_path), {"step": 0, "dataset": "arith", "pass@1": 0.5})
+        from rlboundary.fileio import write_text
+        write_text(str(tmp_path / "manifest.json"), "{}")
+        for f in (store.final, tmp_path / "metrics.jsonl", tmp_path / "manifest.json"):
+            assert stat.S_IMODE(os.stat(f).st_mode) == 0o644, f
+        os.umask(0o077)
+        upsert_metrics(str(tmp_path), {"step": 1, "dataset": "arith", "pass@1": 0.5})
+        assert stat.S_IMODE(os.stat(tmp_path / "metrics.jsonl").st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_reuse_only_when_provenance_matches(tmp_path):
+    store = ProbeStore(str(tmp_path), "arith", 0)
+    prov = {"n": 256, "sampling": {"temperature": 1.0}, "checkpoint": "/a"}
+    write_parquet(_table([256, 256], [1, 2]), store.final, provenance=prov)
+    # the same settings from another path: reused
+    assert probe_runner._reuse_or_clear(store, {**prov, "checkpoint": "/b"}, {}, "x")
+    # n=64 now: refused with one line naming the difference and the way out
+    other = {**prov, "n": 64}
+    with pytest.raises(probe_runner.ProvenanceMismatch) as e:
+        probe_runner._reuse_or_clear(store, other, {}, "arith step 0")
+    msg = str(e.value)
+    assert "\n" not in msg and "n=256 (now 64)" in msg and "force=true" in msg
+    assert "run_dir" in msg
+    # force=true: the old result goes, the probe is redone
+    assert not probe_runner._reuse_or_clear(store, other, {"force": True}, "x")
+    assert not store.done()
+
+
+def test_metrics_keep_lock_and_kind(tmp_path):
+    upsert_metrics(str(tmp_path), {"kind": "train", "step": 1, "loss": 1.0})
+    upsert_metrics(str(tmp_path), {"step": 1, "dataset": "arith", "pass@1": 0.5})
+    upsert_metrics(str(tmp_path), {"kind": "train", "step": 1, "loss": 2.0})
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and {"kind": "train", "step": 1, "loss": 2.0} in rows
+
+
+def _cli(*args, env=None):
+    e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
+    return subprocess.run([sys.executable, "-m", "rlboundary.cli", *args],
+                          capture_output=True, text=True, env=e, timeout=600)
+
+
+def _one_line_exit_2(r, *fragments):
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_cli_bad_settings_are_one_line_and_exit_2(tmp_path):
+    _one_line_exit_2(_cli("probe", "n=four"), "n='four'", "whole number")
+    _one_line_exit_2(_cli("probe", "nn=4"), "nn")
+    _one_line_exit_2(_cli("probe", f"base={tmp_path}/missing"), "base model not found")
+    r = _cli("probe", "--help")
+    assert r.returncode == 0 and "config groups" in r.stdout and "sampler: hf, vllm" in r.stdout
+    r = _cli("probe", "--cfg", "job", "n=3")
+    assert r.returncode == 0 and "'n': 3" in r.stdout.splitlines()
+    assert _cli("train", "--cfg", "job").returncode == 0
+
+
+def test_cli_user_mistakes_with_a_model(random_tiny_model, tmp_path):
+    common = [f"base={random_tiny_model}", f"run_dir={tmp_path / 'run'}", "progress=false",
+              f"cache_dir={tmp_path / 'cache'}"]
+    _one_line_exit_2(_cli("probe", *common, f"model={tmp_path}/nope"), "checkpoint not found")
+    _one_line_exit_2(_cli("probe", *common, "data=math500"), "data.source=PATH")
