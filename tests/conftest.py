@@ -68,3 +68,9 @@ def trained_base(tmp_path_factory) -> str:
     cache = tmp_path_factory.mktemp("trained-base")
     cfg = compose(["base.pretrain.steps=150"])
     return build_base(plain(cfg.base), str(cache), progress=False)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> pathlib.Path:
+    """../shared/data beside the checkout (or $RLBOUNDARY_SHARED_DATA); may be absent."""
+    return SHARED

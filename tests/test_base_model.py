@@ -1,8 +1,9 @@
-"""The tiny base model: tokenizer, packed pre-training batches, determinism, cache, build time."""
+"""The tiny base model: tokenizer, packed pre-training batches, determinism, cache.
+
+The default build's time is printed by bench/bench_base_build.py, never asserted here."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
@@ -70,13 +71,3 @@ def test_same_seed_same_weights_and_cache_reuse(tmp_path):
     other = build_base({**cfg, "pretrain": {**cfg["pretrain"], "seed": 1}}, str(tmp_path / "a"),
                        progress=False)
     assert other != a
-
-
-@pytest.mark.slow
-def test_default_base_builds_under_four_minutes(session_cache):
-    cfg = plain(compose([]).base)
-    path = build_base(cfg, session_cache, progress=False)
-    info = json.load(open(os.path.join(path, "build_info.json")))
-    print(f"tiny base: {info['params']:,} parameters, {info['seconds']:.0f} s, "
-          f"final loss {info['final_loss']:.3f}")
-    assert info["seconds"] < 240

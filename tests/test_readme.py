@@ -1,0 +1,55 @@
+"""The README's commands run as written on a fresh checkout (with small settings appended, so
+they take seconds): a newcomer's first steps must not fail."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+QUICK_BASE = ["base.pretrain.steps=20", "progress=false"]
+SMALL = {  # appended after the README's own settings (Hydra: the last value wins)
+    "base": QUICK_BASE + ["eval_samples=2"],
+    "train": QUICK_BASE + ["data.train_batch_size=4", "rollout.n=4", "n=8", "probe.limit=8",
+                           "trainer.logger=[console]", "ray.num_cpus=2"],
+    "probe": QUICK_BASE + ["n=8", "probe.limit=8"],
+    "data": [],
+}
+
+
+def readme_commands() -> list[str]:
+    """Every `rlboundary ...` line inside a ```bash block of README.md, in order."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines()]
+    return [ln for ln in lines if ln.startswith("rlboundary ")]
+
+
+def test_readme_has_commands():
+    cmds = readme_commands()
+    assert {c.split()[1] for c in cmds} >= {"data", "base", "train", "probe"}
+
+
+def test_readme_commands_run_as_written(tmp_path, shared_dir):
+    work = tmp_path / "work"
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(shared_dir.parent)  # `../shared/data/...` as in a checkout
+    bindir = os.path.dirname(sys.executable)  # what `source .venv/bin/activate` puts first
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
+           "RLBOUNDARY_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    for line in readme_commands():
+        args = shlex.split(line)
+        if any("shared/data" in a for a in args) and not shared_dir.exists():
+            continue  # the real data is absent on this machine: skip that one line
+        proc = subprocess.run(args + SMALL[args[1]], cwd=work, env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert proc.returncode == 0, f"`{line}` failed:\n{proc.stderr[-3000:]}"
