@@ -124,15 +124,10 @@ def perplexity(nll_sum, n_tokens) -> tuple[np.ndarray, float]:
     or a non-finite nll_sum are NaN and left out of the pooled value, which is NaN when no
     problem is left.
     """
+    per = response_perplexity(nll_sum, n_tokens)  # same checks: a problem is one "response"
     nll = np.atleast_1d(np.asarray(nll_sum, dtype=np.float64))
     tok = np.atleast_1d(np.asarray(n_tokens, dtype=np.float64))
-    if nll.shape != tok.shape:
-        raise ValueError(f"nll_sum {nll.shape} and n_tokens {tok.shape} must have the same shape")
-    if np.any(tok < 0):
-        raise ValueError("n_tokens must be >= 0")
-    ok = np.isfinite(nll) & np.isfinite(tok) & (tok > 0)
-    per = np.full(nll.shape, np.nan)
-    per[ok] = np.exp(nll[ok] / tok[ok])
+    ok = np.isfinite(per)
     overall = float(np.exp(nll[ok].sum() / tok[ok].sum())) if ok.any() else float("nan")
     return per, overall
 
