@@ -33,8 +33,10 @@ FIGURES: list[tuple[str, str, Callable, str | None]] = [
      plots.transitions_figure, "steps"),
     ("accuracy_hist", "Per-problem accuracy c/n, first (base) vs latest checkpoint (0 and "
      "1 are their own bins).", plots.accuracy_histogram_figure, None),
-    ("perplexity", "Base-model perplexity of each checkpoint's samples, one point per "
-     "problem.", plots.perplexity_figure, None),
+    ("perplexity", "Base-model perplexity of each response (the study's Figure 6): the base "
+     "model's own responses (dashed) beside each checkpoint's; boxes span the 10-90% "
+     "quantiles with the quartiles and median, dots are means.", plots.perplexity_figure,
+     None),
     ("entropy", "Per-token policy entropy over training (token-weighted mean; band = IQR "
      "over problems).", plots.entropy_figure, "steps"),
     ("validity", "Final-answer pass@k beside whole-trace-validity pass@k.",
@@ -53,10 +55,10 @@ max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;font-size:.85em;margin:1em 0}
 th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}
-th{background:#f4f4f4}td.l{text-align:left}.ci{color:#777;font-size:.85em}
+th{background:#f4f4f4;white-space:normal;max-width:9em}td.l{text-align:left}.ci{color:#777;font-size:.85em}
 .note{background:#fff8e1;border-left:4px solid #E69F00;padding:.5em 1em}
 figure{display:inline-block;margin:1em;vertical-align:top;max-width:560px}
-figure img{max-width:100%}figcaption{font-size:.85em;color:#444}
+figure.wide{display:block;max-width:100%}figure img{max-width:100%}figcaption{font-size:.85em;color:#444}
 .meta{color:#666;font-size:.85em}
 """
 
@@ -88,22 +90,29 @@ def summary_html(df: pd.DataFrame) -> str:
     cov = [f"coverage/n_{c}" for c in ("both", "base_only", "policy_only", "neither")
            if f"coverage/n_{c}" in df.columns]
     trans = [c for c in ("transitions/gained", "transitions/lost") if c in df.columns]
-    cols = (["step", "problems"] + pass_keys + valid_keys
-            + ["delta_se", "crossover_k", "ppl_base", "entropy"] + cov + trans)
-    names = {**{c: c.replace("coverage/n_", "") for c in cov},
+    plain = {"both": "both", "base_only": "base only", "policy_only": "RL only",
+             "neither": "neither"}
+    names = {**{c: plain[c.replace("coverage/n_", "")] for c in cov},
              "transitions/gained": "gained vs prev", "transitions/lost": "lost vs prev",
              "delta_se": f"delta_se@{kmax}"}  # the study's ΔSE is @256; say which k we used
-    head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in cols)
-    body = []
-    for _, r in df.iterrows():
-        cells = [str(int(r["step"])) + (" (base)" if r["step"] == 0 else ""),
-                 str(int(r["n_problems"]))]
-        cells += [_pass_cell(r, k) for k in pass_keys + valid_keys]
-        cells += [_fmt(r.get("delta_se", math.nan), 4), _fmt(r.get("crossover_k", math.nan), 0),
-                  _fmt(r.get("ppl_base", math.nan)), _fmt(r.get("entropy", math.nan))]
-        cells += [_fmt(r.get(c, math.nan), 0) for c in cov + trans]
-        body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    cells_of = {"step": lambda r: str(int(r["step"])) + (" (base)" if r["step"] == 0 else ""),
+                "problems": lambda r: str(int(r["n_problems"])),
+                "delta_se": lambda r: _fmt(r.get("delta_se", math.nan)),
+                "crossover_k": lambda r: _fmt(r.get("crossover_k", math.nan), 0),
+                "ppl_base": lambda r: _fmt(r.get("ppl_base", math.nan)),
+                "entropy": lambda r: _fmt(r.get("entropy", math.nan)),
+                **{k: (lambda r, k=k: _pass_cell(r, k)) for k in pass_keys + valid_keys},
+                **{c: (lambda r, c=c: _fmt(r.get(c, math.nan), 0)) for c in cov + trans}}
+    # Two tables, so each fits a 1280 px page; the CSV keeps every column at full precision.
+    groups = [["step", "problems"] + pass_keys + valid_keys,
+              ["step", "delta_se", "crossover_k", "ppl_base", "entropy"] + cov + trans]
+    tables = []
+    for group in groups:
+        head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in group)
+        body = ["<tr>" + "".join(f"<td>{cells_of[c](r)}</td>" for c in group) + "</tr>"
+                for _, r in df.iterrows()]
+        tables.append(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+    return "".join(tables)
 
 
 def _figure_html(path: Path, caption: str) -> str:

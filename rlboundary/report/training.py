@@ -81,7 +81,8 @@ def training_section(run_dir: Path, out_dir: Path, probed: list[int]) -> str:
                f"dotted: probed checkpoints {', '.join(map(str, [s for s in probed if s]))}).")
     from rlboundary.report.html import _figure_html
 
-    return f"<h2>Training</h2>{_figure_html(path, caption)}"
+    figure = _figure_html(path, caption).replace("<figure>", '<figure class="wide">', 1)
+    return f"<h2>Training</h2>{figure}"
 
 
 __all__ = ["load_train_metrics", "training_figure", "training_section"]
