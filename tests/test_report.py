@@ -7,7 +7,6 @@ drops hard ones), which is the situation the report exists to show.
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 

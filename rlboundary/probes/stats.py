@@ -272,7 +272,7 @@ def accuracy_histogram(n, c, bins=None) -> tuple[np.ndarray, np.ndarray]:
     right-closed. With the default edges the labels are 0, (0,0.1], ..., (0.8,0.9], (0.9,1), 1
     (see accuracy_bin_labels). A value within 1e-9 of an edge counts as on it.
     """
-    from .passk import _as_int_array, _check_nc
+    from .passk import _check_nc
 
     if np.shape(n) != np.shape(c):
         raise ValueError(f"n {np.shape(n)} and c {np.shape(c)} must have the same shape")

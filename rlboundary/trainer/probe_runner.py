@@ -27,7 +27,6 @@ import os
 import re
 from typing import Any, Mapping
 
-import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -37,7 +36,7 @@ from rlboundary.probes import (grouped_summary, response_perplexity, run_probes,
 from rlboundary.tasks import TASKS, Task
 from rlboundary.tasks.schema import Record, ids_sha256
 from rlboundary.trainer import fanout
-from rlboundary.trainer.store import (ProbeStore, read_metrics, remove_metrics, upsert_metrics,
+from rlboundary.trainer.store import (ProbeStore, read_metrics, upsert_metrics,
                                       write_json)
 
 PPL_SUMMARY = summary_keys("ppl_base")
