@@ -63,10 +63,10 @@ def tiny(tmp_path_factory):
     return str(path), model, tok
 
 
-def _check_against_teacher_forcing(sampler, batch, prompts, n, temperature):
+def _check_against_teacher_forcing(sampler, batch, prompts, n, temperature, top_p=1.0):
     tf_lp, tf_ent = token_logprobs(sampler.model, sampler.tokenizer,
                                    [prompts[i] for i in batch.prompt_index], batch.token_ids,
-                                   temperature=temperature, batch_size=16)
+                                   temperature=temperature, top_p=top_p, batch_size=16)
     assert sum(len(t) for t in batch.token_ids) > 0
     for got, want in zip(batch.logprobs, tf_lp):
         np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
@@ -90,7 +90,7 @@ def test_logprobs_match_teacher_forcing(tiny, fast_path, temperature, top_p):
     n = 5
     b = s.sample(PROMPTS, n, max_new_tokens=12, temperature=temperature, top_p=top_p, seed=3)
     assert len(b) == len(PROMPTS) * n
-    _check_against_teacher_forcing(s, b, PROMPTS, n, temperature)
+    _check_against_teacher_forcing(s, b, PROMPTS, n, temperature, top_p)
 
 
 def test_gqa_and_pruning_match_teacher_forcing():
@@ -210,3 +210,47 @@ def test_registry_and_vllm_import_error(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install rlboundary\[gpu\]"):
         make_sampler("vllm", "/nonexistent")
     assert SAMPLERS.get("vllm").entropy_kind == "mc"
+
+
+def _nucleus_logprob_by_hand(logits: np.ndarray, token: int, temperature: float, top_p: float):
+    """vLLM's processed logprob of ``token``, from scratch in float64: tempered softmax, keep the
+    smallest descending prefix reaching ``top_p``, renormalise. Also that nucleus's entropy."""
+    x = logits.astype(np.float64) / temperature
+    p = np.exp(x - x.max())
+    p /= p.sum()
+    order = np.argsort(-p, kind="stable")
+    ps = p[order]
+    keep = order[(np.cumsum(ps) - ps) < top_p]
+    q = p[keep] / p[keep].sum()
+    lookup = dict(zip(keep.tolist(), q.tolist()))
+    return (np.log(lookup[token]) if token in lookup else -np.inf), float(-(q * np.log(q)).sum())
+
+
+def test_both_samplers_record_the_nucleus_at_t06_p095(tiny):
+    """At the study's T=0.6, top-p 0.95 the hf sampler records what vLLM's processed logprobs
+    hold (the renormalised nucleus), checked against an independent float64 computation; the
+    vLLM-style Monte-Carlo entropy (mean -logprob) estimates the recorded exact entropy."""
+    path, _, _ = tiny
+    s = HFSampler(path, batch_size=256)
+    b = s.sample(PROMPTS, 32, max_new_tokens=10, temperature=0.6, top_p=0.95, seed=0)
+    enc = encode_prompts(s.tokenizer, PROMPTS)
+    got_lp, want_lp, got_ent, want_ent = [], [], [], []
+    with torch.no_grad():
+        for i, toks in enumerate(b.token_ids[::8]):  # every 8th sample: enough, and fast
+            row = i * 8
+            ids = torch.tensor([enc[b.prompt_index[row]] + [int(t) for t in toks]])
+            logits = s.model(input_ids=ids).logits[0].numpy()
+            start = len(enc[b.prompt_index[row]]) - 1
+            for j, t in enumerate(toks):
+                lp, ent = _nucleus_logprob_by_hand(logits[start + j], int(t), 0.6, 0.95)
+                want_lp.append(lp)
+                want_ent.append(ent)
+            got_lp += b.logprobs[row].tolist()
+            got_ent += b.entropies[row].tolist()
+    assert np.isfinite(want_lp).all()  # every sampled token lies inside the nucleus
+    np.testing.assert_allclose(got_lp, want_lp, atol=2e-4)
+    np.testing.assert_allclose(got_ent, want_ent, atol=2e-4)
+    all_lp = np.concatenate(b.logprobs)
+    all_ent = np.concatenate(b.entropies)
+    mc, se = -all_lp.mean(), all_lp.std() / np.sqrt(all_lp.size)
+    assert abs(mc - all_ent.mean()) < 4 * se + 1e-3  # entropy_mc estimates the same entropy

@@ -11,6 +11,7 @@ response is always scored against exactly the context it was sampled from.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -31,26 +32,43 @@ def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return out
 
 
-def dist_stats(logits: torch.Tensor, temperature: float):
-    """``logits (..., V)`` -> ``(logp (..., V), p (..., V), entropy (...))`` of ``softmax(logits/T)``.
+def dist_stats(logits: torch.Tensor, temperature: float, top_p: float = 1.0):
+    """``logits (..., V)`` -> ``(logp (..., V), p (..., V), entropy (...))`` of the distribution a
+    sampler draws from: ``softmax(logits / T)``, truncated to its top-p nucleus and renormalised
+    when ``top_p < 1``.
 
-    All float32. Greedy decoding (``T == 0``) has a degenerate distribution; we then report the
-    model's own distribution (``T = 1``), which is what a comparison with the base wants.
-    ``-inf`` logits (masked vocabulary) give ``p = 0`` and add nothing to the entropy.
+    The nucleus is the smallest prefix of the descending-sorted probabilities whose mass reaches
+    ``top_p`` (the first token always stays). This is the quantity vLLM reports as processed
+    logprobs, so both samplers give ``logprobs``/``entropies`` one meaning: log-probability and
+    entropy (nats) of the distribution actually sampled from. Tokens outside the nucleus get
+    ``logp = -inf`` and ``p = 0``. All float32. Greedy decoding (``T == 0``) has a degenerate
+    distribution; we then report the model's own distribution (``T = 1``, no truncation), which
+    is what a comparison with the base wants. ``-inf`` logits (masked vocabulary) give ``p = 0``
+    and add nothing to the entropy.
     """
-    t = float(temperature) if temperature and temperature > 0 else 1.0
+    greedy = not temperature or temperature <= 0
+    t = 1.0 if greedy else float(temperature)
     x = logits.float()
     if t != 1.0:
         x = x / t
     lp = torch.log_softmax(x, dim=-1)
     p = lp.exp()
+    if top_p < 1.0 and not greedy:
+        ps, idx = p.sort(dim=-1, descending=True)
+        keep_sorted = (ps.cumsum(-1) - ps) < top_p
+        keep = torch.zeros_like(keep_sorted).scatter(-1, idx, keep_sorted)
+        mass = (p * keep).sum(-1, keepdim=True)
+        lp = torch.where(keep, lp - mass.log(), torch.full_like(lp, -math.inf))
+        p = torch.where(keep, p / mass, torch.zeros_like(p))
     ent = -(p * lp.clamp(min=-1e30)).sum(-1)
     return lp, p, ent
 
 
-def logprob_entropy(logits: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``logits (..., V)`` -> ``(log_softmax(logits / T) (..., V), entropy (...))``; see dist_stats."""
-    lp, _, ent = dist_stats(logits, temperature)
+def logprob_entropy(logits: torch.Tensor, temperature: float, top_p: float = 1.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``logits (..., V)`` -> ``(logp (..., V), entropy (...))`` of the sampled distribution;
+    see :func:`dist_stats`."""
+    lp, _, ent = dist_stats(logits, temperature, top_p)
     return lp, ent
 
 
@@ -68,6 +86,7 @@ def token_logprobs(
     responses: Sequence[Sequence[int]],
     *,
     temperature: float = 1.0,
+    top_p: float = 1.0,
     batch_size: int = 64,
     device=None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -76,8 +95,10 @@ def token_logprobs(
     ``prompts[i]`` pairs with ``responses[i]`` (token ids, response only). Sequences are
     ``encode_prompts(prompt) + response``, right-padded into batches of ``batch_size`` after
     sorting by length (less padding); right padding keeps the natural position ids, so no
-    position bookkeeping is needed. Returns float32 arrays of shape ``(len(response),)``:
-    ``log_softmax(logits / T)`` at the response token, and the entropy of ``softmax(logits/T)``.
+    position bookkeeping is needed. Returns float32 arrays of shape ``(len(response),)``: the
+    log-probability of each response token and the entropy (nats) at each position, both of the
+    distribution :func:`dist_stats` defines for ``temperature`` and ``top_p`` (what the samplers
+    record).
     """
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
@@ -102,7 +123,7 @@ def token_logprobs(
             if n == 0:
                 continue
             # logits at position j predict token j + 1: response tokens sit at p .. p+n-1.
-            lp, ent = logprob_entropy(logits[row, p - 1 : p + n - 1], temperature)
+            lp, ent = logprob_entropy(logits[row, p - 1 : p + n - 1], temperature, top_p)
             tgt = ids[row, p : p + n].to(dev)
             out_lp[i] = lp.gather(-1, tgt[:, None])[:, 0].cpu().numpy().astype(np.float32)
             out_ent[i] = ent.cpu().numpy().astype(np.float32)

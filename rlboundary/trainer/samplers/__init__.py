@@ -5,10 +5,14 @@ interface (see CONTRACTS.md)::
 
     sampler.sample(prompts, n, *, max_new_tokens, temperature, top_p, seed) -> SampleBatch
 
+Every sampler records, per token, the log-probability of the sampled token under the
+distribution it sampled from: ``softmax(logits / T)``, truncated to the top-p nucleus and
+renormalised when ``top_p < 1`` (``scoring.dist_stats``; vLLM's processed logprobs).
 ``entropy_kind`` on the sampler class says what ``SampleBatch.entropies`` holds: ``"exact"``
-(entropy of ``softmax(logits / T)``; the ``hf`` sampler) or ``"mc"`` (the one-sample Monte-Carlo
-estimate ``-logprob`` of the sampled token; ``vllm``, which only returns sampled-token logprobs).
-Name the metric after it (``entropy`` vs ``entropy_mc``).
+(the entropy of that distribution; the ``hf`` sampler) or ``"mc"`` (its one-sample Monte-Carlo
+estimate ``-logprob`` of the sampled token; ``vllm``, which only returns sampled-token
+logprobs). Both estimate the same quantity; the metric is named after the kind (``entropy`` vs
+``entropy_mc``).
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ dominates. Here each prompt is prefilled ONCE, its KV cache is copied to its ``n
 * sampling is temperature + top-p via an exponential race on ``(rows, V)`` probabilities with a
   seeded ``torch.Generator``; ``T == 0`` is greedy.
 
-Per token we record ``log_softmax(logits / T)`` of the sampled token (before top-p truncation)
-and the exact entropy of ``softmax(logits / T)``.
+Per token we record the log-probability of the sampled token and the exact entropy (nats) of
+the distribution sampled from: ``softmax(logits / T)``, truncated to the top-p nucleus and
+renormalised when ``top_p < 1`` (``scoring.dist_stats``), the same quantity vLLM returns as
+processed logprobs, so ``logprob_sum`` means one thing whichever sampler drew the samples.
 """
 
 from __future__ import annotations
@@ -73,28 +75,20 @@ def _left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, 
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator):
     """Sample one token per row of ``logits (R, V)``: ``-> (tok (R,), logprob (R,), entropy (R,))``.
 
-    Inverse-CDF sampling with one uniform per row (much cheaper than one random number per
-    vocabulary entry). Top-p keeps the smallest prefix of the descending-sorted distribution
-    whose mass reaches ``top_p``; that prefix's CDF is the plain cumsum, so sampling it only
-    rescales the uniform to the kept mass. ``searchsorted(right=True)`` never lands on a
-    zero-probability token.
+    The distribution is :func:`~rlboundary.trainer.scoring.dist_stats`'s: ``softmax(logits/T)``
+    truncated to its top-p nucleus and renormalised; the recorded log-probability and entropy
+    are of that same distribution (what vLLM reports as processed logprobs). Inverse-CDF
+    sampling with one uniform per row (much cheaper than one random number per vocabulary
+    entry); ``searchsorted(right=True)`` never lands on a zero-probability token.
     """
-    lp, p, ent = dist_stats(logits, temperature)
+    lp, p, ent = dist_stats(logits, temperature, top_p)
     if not temperature or temperature <= 0:
         tok = logits.argmax(-1)
     else:
         u = torch.rand((p.shape[0], 1), generator=gen, device=p.device)
-        if top_p < 1.0:
-            ps, idx = p.sort(dim=-1, descending=True)
-            cdf = ps.cumsum(-1)
-            n_keep = ((cdf - ps) < top_p).sum(-1, keepdim=True)  # >= 1: first term is 0
-            u = u * cdf.gather(-1, n_keep - 1)
-            pick = torch.searchsorted(cdf, u, right=True).clamp_(max=n_keep - 1)
-            tok = idx.gather(-1, pick)[:, 0]
-        else:
-            cdf = p.cumsum(-1)
-            u = u * cdf[:, -1:]
-            tok = torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[-1] - 1)[:, 0]
+        cdf = p.cumsum(-1)
+        u = u * cdf[:, -1:]
+        tok = torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[-1] - 1)[:, 0]
     return tok, lp.gather(-1, tok[:, None])[:, 0], ent
 
 

@@ -8,10 +8,10 @@ Differences from the ``hf`` sampler, by construction:
 * vLLM returns the log-probability of the sampled token only, so ``entropies`` holds the
   one-sample Monte-Carlo estimate ``-logprob`` (``entropy_kind = "mc"``; name it ``entropy_mc``).
   Its mean over many tokens estimates the mean entropy of the distribution sampled from.
-* ``logprobs_mode="processed_logprobs"`` (default here) reports logprobs after temperature;
-  vLLM's own default, ``raw_logprobs``, ignores the temperature. Depending on the vLLM version
-  the processed values may also be after top-p truncation (then, when ``top_p < 1``, they are
-  logprobs of the renormalised nucleus, not of ``softmax(logits / T)``).
+* ``logprobs_mode="processed_logprobs"`` (default here) reports logprobs after temperature and
+  top-p truncation, i.e. of the renormalised nucleus actually sampled; vLLM's own default,
+  ``raw_logprobs``, ignores both. The ``hf`` sampler records the same quantity
+  (``scoring.dist_stats``), so ``logprob_sum`` has one meaning across samplers.
 * ``n > 1`` requests are split by vLLM into ``n`` child requests with seeds ``seed + i``; we give
   each prompt its own random base seed drawn from ``sample(seed=...)``, so runs are reproducible
   up to GPU non-determinism and two prompts sharing a child seed is improbable.
