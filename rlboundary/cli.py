@@ -26,6 +26,7 @@ from typing import Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from rlboundary.errors import UserError
+from rlboundary.settings_check import check_settings
 
 
 def compose(overrides: list[str]) -> DictConfig:
@@ -50,35 +51,6 @@ def compose(overrides: list[str]) -> DictConfig:
 
 
 #: Main settings and what each expects: (key, type, test, what it expects).
-_CHECKS = (
-    ("n", int, lambda v: v >= 1, "a whole number >= 1"),
-    ("seed", int, lambda v: True, "a whole number"),
-    ("sampling.temperature", float, lambda v: v >= 0, "a number >= 0"),
-    ("sampling.top_p", float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
-    ("sampling.max_new_tokens", int, lambda v: v >= 1, "a whole number >= 1"),
-    ("probe.limit", int, lambda v: v >= 1, "null or a whole number >= 1"),
-    ("probe.chunk", int, lambda v: v >= 1, "a whole number >= 1"),
-    ("step", int, lambda v: v >= 0, "null or a whole number >= 0"),
-    ("eval_samples", int, lambda v: v >= 1, "a whole number >= 1"),
-    ("force", bool, lambda v: True, "true or false"),
-    ("progress", bool, lambda v: True, "true or false"),
-)
-
-
-def check_settings(cfg: DictConfig) -> None:
-    """Check the main settings' types and ranges: a bad value is one line naming the key and
-    what it expects (UserError). Nulls are allowed where the config's default is null."""
-    for key, typ, ok, expects in _CHECKS:
-        value = OmegaConf.select(cfg, key, default=None)
-        if value is None:
-            continue
-        good = isinstance(value, typ) and not (typ is int and isinstance(value, bool))
-        if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            good = True
-        if not good or not ok(value):
-            raise UserError(f"bad setting {key}={value!r}: expected {expects}")
-
-
 def recipe_overrides(recipe: str | None) -> list[str]:
     """A recipe file (`# @package _global_`, config only) composed on top of conf/config.yaml:
     its folder's parent joins Hydra's search path and the folder becomes a config group."""

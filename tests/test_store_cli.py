@@ -103,6 +103,10 @@ def test_cli_bad_settings_are_one_line_and_exit_2(tmp_path):
     r = _cli("probe", "--cfg", "job", "n=3")
     assert r.returncode == 0 and "'n': 3" in r.stdout.splitlines()
     assert _cli("train", "--cfg", "job").returncode == 0
+    _one_line_exit_2(_cli("train", "rollout.n=zero"), "rollout.n='zero'", "whole number")
+    _one_line_exit_2(_cli("train", "actor.loss_agg_mode=mean"), "loss_agg_mode", "token-mean")
+    _one_line_exit_2(_cli("train", "trainer.probe=later"), "trainer.probe", "async, sync or off")
+    _one_line_exit_2(_cli("train", "algorithm=ppo2"), "algorithm")
 
 
 def test_cli_user_mistakes_with_a_model(random_tiny_model, tmp_path):
