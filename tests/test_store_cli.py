@@ -114,3 +114,30 @@ def test_cli_user_mistakes_with_a_model(random_tiny_model, tmp_path):
               f"cache_dir={tmp_path / 'cache'}"]
     _one_line_exit_2(_cli("probe", *common, f"model={tmp_path}/nope"), "checkpoint not found")
     _one_line_exit_2(_cli("probe", *common, "data=math500"), "data.source=PATH")
+
+
+def test_results_of_other_settings_are_never_mixed(random_tiny_model, tmp_path):
+    """The issue's mixing cases replayed in one run directory: a checkpoint probed by a series
+    at n=8 and then alone at n=4, and the base re-probed at n=4 after n=8, are refused with one
+    line naming the difference; force=true redoes it, and the table, metrics.jsonl and report
+    then agree on the new n."""
+    import shutil
+
+    series = tmp_path / "series"
+    shutil.copytree(random_tiny_model, series / "step_3")
+    run = tmp_path / "run"
+    common = [f"base={random_tiny_model}", f"run_dir={run}", "progress=false",
+              f"cache_dir={tmp_path / 'cache'}", "probe.limit=4", "probe.chunk=4",
+              "sampling.max_new_tokens=8"]
+    assert _cli("probe", *common, f"series={series}", "n=8").returncode == 0
+    _one_line_exit_2(_cli("probe", *common, f"model={series / 'step_3'}", "n=4"), "n=", "force")
+    _one_line_exit_2(_cli("probe", *common, "n=4"), "n=", "force")
+    table = pd.read_parquet(run / "probes" / "arithmetic" / "step_00000003.parquet")
+    assert (table["n"] == 8).all()  # nothing was overwritten by a refused command
+    r = _cli("probe", *common, f"model={series / 'step_3'}", "n=4", "force=true")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_parquet(run / "probes" / "arithmetic" / "step_00000003.parquet")
+    assert (table["n"] == 4).all()
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    step3 = [x for x in lines if x.get("step") == 3 and x.get("kind", "probe") == "probe"]
+    assert len(step3) == 1 and "pass@4" in step3[0] and "pass@8" not in step3[0]
