@@ -112,6 +112,10 @@ def summary_html(df: pd.DataFrame) -> str:
         body = ["<tr>" + "".join(f"<td>{cells_of[c](r)}</td>" for c in group) + "</tr>"
                 for _, r in df.iterrows()]
         tables.append(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+    if "settings" in df.columns:  # what produced each row: a result is reused only if it matches
+        rows = "".join(f"<tr><td>{cells_of['step'](r)}</td><td class='l'>"
+                       f"{html.escape(str(r['settings']))}</td></tr>" for _, r in df.iterrows())
+        tables.append(f"<table><tr><th>step</th><th>probed with</th></tr>{rows}</table>")
     return "".join(tables)
 
 
