@@ -141,3 +141,21 @@ def test_results_of_other_settings_are_never_mixed(random_tiny_model, tmp_path):
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     step3 = [x for x in lines if x.get("step") == 3 and x.get("kind", "probe") == "probe"]
     assert len(step3) == 1 and "pass@4" in step3[0] and "pass@8" not in step3[0]
+
+
+def test_unreadable_prompts_stop_before_sampling_and_truncation_is_reported(
+        random_tiny_model, tmp_path, omni_path):
+    """The character-level tiny model cannot read Omni-MATH-Rule's prompts: one line naming
+    the dataset and model, exit 2, nothing sampled. Samples that mostly hit the token limit are
+    reported on the console and in metrics.jsonl."""
+    common = [f"base={random_tiny_model}", "progress=false", f"cache_dir={tmp_path / 'cache'}",
+              "probe.limit=4", "probe.chunk=4", "n=4"]
+    r = _cli("probe", *common, f"run_dir={tmp_path / 'omni'}", "data=omni_math_rule",
+             f"data.source={omni_path}")
+    _one_line_exit_2(r, "unknown token", "omni_math_rule", str(random_tiny_model))
+    assert not (tmp_path / "omni" / "probes").exists()
+    r = _cli("probe", *common, f"run_dir={tmp_path / 'short'}", "sampling.max_new_tokens=1")
+    assert r.returncode == 0, r.stderr
+    assert "hit the token limit" in r.stdout
+    lines = [json.loads(x) for x in (tmp_path / "short" / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["truncated_share"] > 0.5
