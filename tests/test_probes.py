@@ -133,38 +133,50 @@ def _random_table(seed: int, P: int = 200, n: int = 32):
     return nn, rng.binomial(n, rng.beta(0.5, 0.5, size=P))
 
 
-def test_bootstrap_ci_contains_point_and_is_deterministic():
+@pytest.mark.parametrize("method", ["t", "percentile"])
+def test_bootstrap_ci_contains_point_and_is_deterministic(method):
     n, c = _random_table(3)
     ks = [1, 2, 4, 8, 16, 32]
     point = pass_at_k_curve(n, c, ks)
-    lo, hi = bootstrap_ci(n, c, ks, n_boot=500, seed=7)
+    lo, hi = bootstrap_ci(n, c, ks, n_boot=500, seed=7, method=method)
     assert lo.shape == hi.shape == (6,)
     assert np.all(lo <= point) and np.all(point <= hi) and np.all(lo < hi)
-    lo2, hi2 = bootstrap_ci(n, c, ks, n_boot=500, seed=7)
+    lo2, hi2 = bootstrap_ci(n, c, ks, n_boot=500, seed=7, method=method)
     assert np.array_equal(lo, lo2) and np.array_equal(hi, hi2)
-    lo3, _ = bootstrap_ci(n, c, ks, n_boot=500, seed=8)
-    assert not np.array_equal(lo, lo3)
+    lo3, _ = bootstrap_ci(n, c, ks, n_boot=500, seed=8, method=method)
+    # the percentile band depends on the seed; the t band has no randomness
+    assert np.array_equal(lo, lo3) == (method == "t")
     # a wider alpha gives a narrower band
-    lo9, hi9 = bootstrap_ci(n, c, ks, n_boot=500, seed=7, alpha=0.5)
+    lo9, hi9 = bootstrap_ci(n, c, ks, n_boot=500, seed=7, alpha=0.5, method=method)
     assert np.all(hi9 - lo9 <= hi - lo)
 
 
-def test_bootstrap_ci_zero_width_for_identical_problems():
+def test_t_band_wider_than_percentile_at_200_problems_by_t_over_z():
+    n, c = _random_table(3)
+    lo_t, hi_t = bootstrap_ci(n, c, [1, 4])
+    lo_p, hi_p = bootstrap_ci(n, c, [1, 4], n_boot=4000, method="percentile")
+    # at 200 problems both agree to a few percent of the width (t_{199} / z = 1.0037)
+    np.testing.assert_allclose(hi_t - lo_t, hi_p - lo_p, rtol=0.08)
+
+
+@pytest.mark.parametrize("method", ["t", "percentile"])
+def test_bootstrap_ci_zero_width_for_identical_problems(method):
     n, c = np.full(50, 8), np.full(50, 3)
     ks = [1, 2, 3, 8]
-    lo, hi = bootstrap_ci(n, c, ks, n_boot=200, seed=0)
+    lo, hi = bootstrap_ci(n, c, ks, n_boot=200, seed=0, method=method)
     point = pass_at_k(8, 3, ks)
     assert np.array_equal(lo, hi)
     assert np.array_equal(lo, point)
 
 
-def test_paired_diff_ci():
+@pytest.mark.parametrize("method", ["t", "percentile"])
+def test_paired_diff_ci(method):
     n, c = _random_table(4)
     ks = [1, 4, 32]
-    d, lo, hi = paired_diff_ci(n, c, n, c, ks, n_boot=300, seed=1)
+    d, lo, hi = paired_diff_ci(n, c, n, c, ks, n_boot=300, seed=1, method=method)
     assert np.all(d == 0) and np.all(lo == 0) and np.all(hi == 0)
     n2, c2 = _random_table(5)
-    d, lo, hi = paired_diff_ci(n, c, n2, c2, ks, n_boot=300, seed=1)
+    d, lo, hi = paired_diff_ci(n, c, n2, c2, ks, n_boot=300, seed=1, method=method)
     np.testing.assert_allclose(d, pass_at_k_curve(n, c, ks) - pass_at_k_curve(n2, c2, ks),
                                atol=1e-14)
     assert np.all(lo <= d) and np.all(d <= hi)

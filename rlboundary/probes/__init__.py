@@ -4,8 +4,8 @@ Layer rule: this package imports only numpy, torch (lazily, for reductions over 
 `rlboundary.registry`; no pandas, no file or network I/O. Callers load tables and pass columns.
 
 Modules:
-- passk: exact unbiased pass@k, bootstrap bands over problems, paired differences, ΔSE and the
-  base/policy crossover k.
+- passk: exact unbiased pass@k, bands over problems (Student-t by default, percentile
+  bootstrap on request), paired differences, ΔSE and the base/policy crossover k.
 - stats: per-token entropy, base-model perplexity, the per-problem accuracy histogram.
 - ledger: which problems base and policy solve at all (coverage, transitions).
 - suite: the PROBES registry of fn(cur, base, **params) -> dict[str, float] and run_probes.

@@ -24,7 +24,7 @@ import numpy as np
 from rlboundary.registry import Registry
 
 from .ledger import coverage
-from .passk import _check_nc, _matrix, _percentile_band, crossover_k, delta_se
+from .passk import _band, _check_nc, _matrix, crossover_k, delta_se
 from .stats import (accuracy_bin_keys, accuracy_histogram, mixture_quantiles, perplexity,
                     summary_keys, weighted_mean)
 
@@ -63,8 +63,11 @@ def _same_rows(cur: Mapping, base: Mapping) -> None:
 @PROBES.register("pass_at_k")
 def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
                     n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
-                    valid: bool = True) -> dict[str, float]:
-    """pass@<k>, pass@<k>_lo, pass@<k>_hi (bootstrap band over problems) for each k.
+                    valid: bool = True, method: str = "t") -> dict[str, float]:
+    """pass@<k>, pass@<k>_lo, pass@<k>_hi (band over problems, in [0, 1]) for each k.
+
+    method="t" (default): Student-t interval over problems; "percentile": bootstrap with n_boot
+    replicates and seed (see passk.bootstrap_ci). With one problem _lo and _hi are NaN.
 
     With valid=True and a c_valid column, also valid_pass@<k> (whole-trace validity) over the
     problems whose task has a trace check (c_valid >= 0); skipped when none does.
@@ -74,7 +77,8 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
         return {}
     k_list = _supported_ks(ks, int(n.min()))
     k_arr = np.asarray(k_list, dtype=np.int64)
-    mean, lo, hi = _percentile_band(_matrix(n, c, k_arr), n_boot, seed, alpha)
+    mean, lo, hi = _band(_matrix(n, c, k_arr), n_boot, seed, alpha, method)
+    lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
     out: dict[str, float] = {}
     for i, k in enumerate(k_list):
         out[f"pass@{k}"] = float(mean[i])

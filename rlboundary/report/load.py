@@ -199,7 +199,8 @@ def ppl_responses(df: pd.DataFrame, probs=(0.5,)) -> tuple[float, np.ndarray]:
 
 def curve(df: pd.DataFrame, ks: list[int], *, valid: bool = False, n_boot: int = 1000,
           seed: int = 0) -> pd.DataFrame:
-    """Mean pass@k over problems with a 95% bootstrap band, one row per k.
+    """Mean pass@k over problems with a 95% band (probes.bootstrap_ci: Student-t over problems
+    by default; NaN with one problem), one row per k.
 
     `valid=True` scores whole-trace validity (c_valid) instead of the final answer; rows
     without a trace check (c_valid < 0) are dropped.
