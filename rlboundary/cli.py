@@ -247,7 +247,7 @@ def cmd_demo(args: argparse.Namespace, overrides: list[str]) -> None:
     write_report(cfg, cfg.run_dir, timings)
     for name in cfg.probe.datasets:
         print(f"\n{name}: {cfg.n} samples per held-out problem (T={cfg.sampling.temperature}); "
-              "[95% bootstrap CI], diff = checkpoint - base, paired over problems")
+              "[95% CI over problems], diff = checkpoint - base, paired over problems")
         print(study_table(cfg.run_dir, name).to_string(index=False))
     print("\nphase timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()))
 

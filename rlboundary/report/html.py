@@ -23,8 +23,8 @@ from rlboundary.report.training import training_section
 # (file stem, caption, builder, requirement): requirement "steps" = two or more checkpoints,
 # "base" = the base model (step 0) and at least one RL checkpoint, None = always drawn.
 FIGURES: list[tuple[str, str, Callable, str | None]] = [
-    ("pass_at_k", "pass@k per checkpoint; base model black dashed; bands are 95% bootstrap "
-     "CIs over problems.", plots.pass_at_k_figure, None),
+    ("pass_at_k", "pass@k per checkpoint; base model black dashed; bands are 95% "
+     "CIs over problems (Student-t).", plots.pass_at_k_figure, None),
     ("pass_over_steps", "pass@1 and pass@k_max across training (95% CI error bars); dashed "
      "lines mark the base model.", plots.pass_over_steps_figure, "steps"),
     ("coverage", "Solvability vs base per checkpoint (solved = at least one of n samples "
@@ -170,8 +170,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     probed = sorted({s for ds in data.datasets for s in data.steps(ds)})
     sections.insert(0, training_section(run_dir, out, probed))
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    legend = ("pass@k is the unbiased estimator over n samples; CIs are 95% bootstrap over "
-              "problems. delta_se: the study's sampling-efficiency gap, base pass@k_max minus "
+    legend = ("pass@k is the unbiased estimator over n samples; CIs are 95% Student-t "
+              "intervals over problems (paired over problems for differences). delta_se: the study's sampling-efficiency gap, base pass@k_max minus "
               "policy pass@1. crossover_k: smallest k where the base model's pass@k reaches "
               "the policy's (dash: no crossover up to k_max). ppl_base: mean over the "
               "checkpoint's responses of each response's perplexity under the base model, "

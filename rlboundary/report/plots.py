@@ -163,7 +163,7 @@ def _step_colorbar(fig, ax, steps: list[int]) -> None:
 
 @_styled
 def pass_at_k_figure(data: RunData, dataset: str) -> Figure:
-    """Figure 1: pass@k vs k per checkpoint, 95% bootstrap bands over problems.
+    """Figure 1: pass@k vs k per checkpoint, 95% bands over problems (Student-t).
 
     The study's central picture: RL lifts small k; whether the base catches up at large k
     shows whether RL widened or narrowed the set of solvable problems.

@@ -1,12 +1,12 @@
-"""The study's table for one run: per checkpoint, pass@1 and pass@k_max with 95% bootstrap
-bands, their paired differences from the base model, base-model perplexity (the study's, per
+"""The study's table for one run: per checkpoint, pass@1 and pass@k_max with 95% bands over
+problems (Student-t, see ``probes.passk``), their paired differences from the base model, base-model perplexity (the study's, per
 response: mean and median over the checkpoint's responses; and the token-pooled value),
 entropy and the solvability ledger. `rlboundary demo` prints it; every number is recomputed from the parquet
 tables with `rlboundary.probes`, so it agrees with the report.
 
-The paired band resamples problems once per replicate and applies the draw to both the base
-and the checkpoint (arXiv 2504.13837 compares the same problems), so problem difficulty cancels
-and a few problems lost at k=256 can be told from noise.
+The paired band is a t-interval over the per-problem differences checkpoint - base on the
+same problems (arXiv 2504.13837 compares the same problems), so problem difficulty cancels and a
+few problems lost at k=256 can be told from noise.
 """
 
 from __future__ import annotations
