@@ -84,3 +84,11 @@ def test_t_band_matches_textbook_and_is_clipped():
     assert hi[0] == 1.0 and 0.0 <= lo[0] < 5 / 6
     with pytest.raises(ValueError, match="method"):
         bootstrap_ci([16, 16], [1, 2], [1], method="bca")
+
+
+def test_bands_at_few_problems_are_marked_approximate():
+    from rlboundary.probes.suite import APPROX_BELOW, probe_pass_at_k
+
+    few = probe_pass_at_k({"n": [8] * 10, "c": [8, 7, 0, 1, 8, 8, 2, 8, 5, 8]}, ks=[1, 4])
+    many = probe_pass_at_k({"n": [8] * APPROX_BELOW, "c": [4] * APPROX_BELOW}, ks=[1, 4])
+    assert few["band_approx"] == 1.0 and many["band_approx"] == 0.0

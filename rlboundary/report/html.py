@@ -16,6 +16,7 @@ from typing import Callable
 
 import pandas as pd
 
+from rlboundary.probes.suite import APPROX_BELOW
 from rlboundary.report import plots
 from rlboundary.report.load import RunData, load_run, summary
 from rlboundary.report.training import training_section
@@ -142,6 +143,10 @@ def dataset_section(data: RunData, dataset: str, out_dir: Path) -> tuple[str, li
     kmax = int(df["k_max"].iloc[0])
     if kmax < 256:
         notes.append(f"Fewest samples per problem is n={kmax}, so pass@k stops at k={kmax}.")
+    if df["n_problems"].max() < APPROX_BELOW:
+        notes.append(f"Only {int(df['n_problems'].max())} problems: the 95% bands of pass@k for "
+                     f"k > 1 are approximate below {APPROX_BELOW} problems (they can "
+                     "under-cover when most problems are always solved).")
     figs, paths = [], []
     for stem, caption, build, needs in FIGURES:
         if not ok[needs]:
