@@ -104,3 +104,26 @@ def test_sigkill_then_resume_equals_uninterrupted(trained_base, tmp_path):
     wa = load_file(os.path.join(straight, "checkpoints", "global_step_4", "model.safetensors"))
     wb = load_file(os.path.join(killed, "checkpoints", "global_step_4", "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_training_into_a_run_dir_with_other_results_is_refused(trained_base, tmp_path):
+    """The issue's third mixing case: a run directory holding a series probe, then a training
+    run whose checkpoint lands on a stored step. The training's probe is refused with one line
+    (exit 2) rather than mixed with, or silently replaced by, the other model's results."""
+    import shutil
+
+    series, run = tmp_path / "series", tmp_path / "run"
+    shutil.copytree(trained_base, series / "step_2")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    probe = [sys.executable, "-m", "rlboundary.cli", "probe", f"base.path={trained_base}",
+             f"run_dir={run}", f"series={series}", "n=8", "probe.limit=8", "progress=false"]
+    subprocess.run(probe, check=True, env=env, capture_output=True, timeout=600)
+    stored = pd.read_parquet(run / "probes" / "arithmetic" / "step_00000002.parquet")
+    r = subprocess.run([sys.executable, "-m", "rlboundary.cli", "train",
+                        f"base.path={trained_base}", f"run_dir={run}", "n=8", "probe.limit=8",
+                        "trainer.total_training_steps=2", "trainer.save_freq=2", *QUICK],
+                       env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and "force" in r.stderr, r.stderr[-2000:]
+    again = pd.read_parquet(run / "probes" / "arithmetic" / "step_00000002.parquet")
+    pd.testing.assert_frame_equal(stored, again)
