@@ -177,17 +177,10 @@ def _check_band_args(alpha: float, n_boot: int, method: str) -> None:
 def _percentile_band(per_problem: np.ndarray, n_boot: int, seed: int, alpha: float):
     """Point mean and percentile band of the mean over rows: (P, K) -> (K,), (K,), (K,).
 
-    NaN band (no band) when P < 2: one problem resampled is itself, a zero-width band that
-    claims certainty it does not have.
+    Needs P >= 2; `_band` answers P < 2 (one problem resampled is itself: no band).
     """
-    _check_band_args(alpha, n_boot, "percentile")
-    P, K = per_problem.shape
-    if P == 0:
-        nan = np.full(K, np.nan)
-        return nan, nan.copy(), nan.copy()
+    P = per_problem.shape[0]
     mean = per_problem.mean(axis=0)
-    if P == 1:
-        return mean, np.full(K, np.nan), np.full(K, np.nan)
     # Centre first: replicate = mean + W @ (x - mean) / P. Identical rows then give exactly
     # zero deviations, so the band collapses to the point exactly, not to within rounding.
     dev = per_problem - mean
@@ -256,18 +249,11 @@ def _t_band(per_problem: np.ndarray, alpha: float):
     spread of difficulty, per-problem pass@k piles up at exactly 1 with a thin tail near 0;
     no symmetric band (nor the percentile one) reaches 0.95 at 10 problems there.
 
-    P == 0: all NaN. P == 1: mean, NaN band (one problem carries no between-problem spread,
-    so there is no band). Identical rows give s = 0 exactly, a band equal to the point.
+    Needs P >= 2 (`_band` answers P < 2). Identical rows give s = 0 exactly, a band equal
+    to the point.
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    P, K = per_problem.shape
-    if P == 0:
-        nan = np.full(K, np.nan)
-        return nan, nan.copy(), nan.copy()
+    P = per_problem.shape[0]
     mean = per_problem.mean(axis=0)
-    if P == 1:
-        return mean, np.full(K, np.nan), np.full(K, np.nan)
     s = np.sqrt(np.square(per_problem - mean).sum(axis=0) / (P - 1))
     # The float mean of identical values can be off by an ulp: make it the value, spread zero.
     same = np.all(per_problem == per_problem[0], axis=0)
@@ -278,8 +264,17 @@ def _t_band(per_problem: np.ndarray, alpha: float):
 
 
 def _band(per_problem: np.ndarray, n_boot: int, seed: int, alpha: float, method: str):
-    """Dispatch to the band `method` ("t" or "percentile"); (P, K) -> mean, lo, hi (K,)."""
+    """Dispatch to the band `method` ("t" or "percentile"); (P, K) -> mean, lo, hi (K,).
+
+    Both methods need two or more problems: P == 0 gives all NaN, P == 1 the mean with a NaN
+    band (one problem carries no between-problem spread; a zero-width band would claim a
+    certainty it does not have).
+    """
     _check_band_args(alpha, n_boot, method)
+    P, K = per_problem.shape
+    if P < 2:
+        mean = per_problem.mean(axis=0) if P else np.full(K, np.nan)
+        return mean, np.full(K, np.nan), np.full(K, np.nan)
     if method == "t":
         return _t_band(per_problem, alpha)
     return _percentile_band(per_problem, n_boot, seed, alpha)
