@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from rlboundary.trainer.samplers.hf import _left_pad
 from rlboundary.trainer.scoring import logprob_entropy
 
 
@@ -26,15 +27,11 @@ def collate(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence
     if len(prompt_ids) != len(response_ids) or not len(prompt_ids):
         raise ValueError(f"{len(prompt_ids)} prompts and {len(response_ids)} responses")
     B = len(prompt_ids)
-    P = max(len(p) for p in prompt_ids)
     T = max(1, max(len(r) for r in response_ids))
-    prompts = torch.full((B, P), pad_id, dtype=torch.long)
-    pmask = torch.zeros((B, P), dtype=torch.long)
+    prompts, pmask = _left_pad([list(p) for p in prompt_ids], pad_id)  # the sampler's layout
     responses = torch.full((B, T), pad_id, dtype=torch.long)
     rmask = torch.zeros((B, T), dtype=torch.long)
-    for i, (p, r) in enumerate(zip(prompt_ids, response_ids)):
-        prompts[i, P - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
-        pmask[i, P - len(p):] = 1
+    for i, r in enumerate(response_ids):
         if len(r):
             responses[i, :len(r)] = torch.as_tensor(np.asarray(r, dtype=np.int64))
             rmask[i, :len(r)] = 1

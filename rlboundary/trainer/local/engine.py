@@ -186,7 +186,7 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
     import ray
     from transformers import AutoTokenizer
 
-    from rlboundary.trainer.probe_runner import load_dataset
+    from rlboundary.tasks import TASKS
 
     cfg = {**cfg, **roles(cfg)}
     quiet(bool(cfg.get("verbose")))
@@ -195,7 +195,7 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
     torch.set_num_threads(1)  # the driver only computes advantages
     start = _resume_point(cfg)
     state = checkpoint.load_state(run_dir, start) if start else {}
-    task, _ = load_dataset(cfg["data"]["name"], cfg["data"], cfg["cache_dir"], None)
+    task = TASKS.get(cfg["data"]["name"])
     records = sorted((r for r in task.load(cache_dir=cfg["cache_dir"], **cfg["data"])
                       if r.split == "train"), key=lambda r: r.id)
     mode = tr["probe"] if probe_settings is not None else "off"

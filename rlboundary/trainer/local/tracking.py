@@ -10,11 +10,11 @@ same W&B run instead of starting a second one. Offline when no API key is set.
 
 from __future__ import annotations
 
-import math
 import os
 import uuid
 from typing import Any, Mapping
 
+from rlboundary.report.wandb_log import _finite
 from rlboundary.trainer.store import upsert_metrics
 
 TRAIN_NAMESPACES = ("train", "actor", "critic", "response_length", "timing_s")
@@ -65,10 +65,3 @@ class Tracker:
         if self.run is not None:
             self.run.finish()
             self.run = None
-
-
-def _finite(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
