@@ -19,16 +19,14 @@ from transformers import AutoModelForCausalLM
 from rlboundary.cli import main
 from rlboundary.trainer.probe_runner import find_checkpoints
 
-QUICK = ["base.pretrain.steps=20", "progress=false", "probe.limit=24", "probe.chunk=4",
+QUICK = ["progress=false", "probe.limit=24", "probe.chunk=4",
          "sampling.max_new_tokens=64"]
 
 
 @pytest.fixture(scope="module")
-def quick_base(session_cache):
-    """A base model pre-trained for a few steps: enough for the mechanics, built in seconds."""
-    assert main(["base", "build", *QUICK, "eval_samples=2"]) == 0
-    base_dir = os.path.join(session_cache, "base")
-    return os.path.join(base_dir, sorted(os.listdir(base_dir))[0])
+def quick_base(trained_base):
+    """The session's test base: enough for the mechanics of probing."""
+    return trained_base
 
 
 def sharpened(base: str, dest: str, factor: float) -> str:

@@ -16,14 +16,16 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
-QUICK_BASE = ["base.pretrain.steps=20", "progress=false"]
-SMALL = {  # appended after the README's own settings (Hydra: the last value wins)
-    "base": QUICK_BASE + ["eval_samples=2"],
-    "train": QUICK_BASE + ["data.train_batch_size=4", "rollout.n=4", "n=8", "probe.limit=8",
-                           "trainer.logger=[console]", "ray.num_cpus=2"],
-    "probe": QUICK_BASE + ["n=8", "probe.limit=8"],
+# Appended after the README's own settings (Hydra: the last value wins), with the session's
+# test base settings for the commands that build or use a base.
+SMALL = {
+    "base": ["progress=false", "eval_samples=2"],
+    "train": ["progress=false", "data.train_batch_size=4", "rollout.n=4", "n=8", "probe.limit=8",
+              "trainer.logger=[console]", "ray.num_cpus=2"],
+    "probe": ["progress=false", "n=8", "probe.limit=8"],
     "data": [],
 }
+USES_BASE = {"base", "train", "probe"}
 
 
 def readme_commands() -> list[str]:
@@ -39,9 +41,12 @@ def test_readme_has_commands():
     assert {c.split()[1] for c in cmds} >= {"data", "base", "train", "probe"}
 
 
-def test_readme_commands_run_as_written(tmp_path, shared_dir):
+def test_readme_commands_run_as_written(tmp_path, shared_dir, trained_base, base_overrides):
     work = tmp_path / "work"
     work.mkdir()
+    # A fresh cache holding only the session's test base, which `base build` then reuses.
+    (tmp_path / "cache" / "base").mkdir(parents=True)
+    (tmp_path / "cache" / "base" / os.path.basename(trained_base)).symlink_to(trained_base)
     (tmp_path / "shared").symlink_to(shared_dir.parent)  # `../shared/data/...` as in a checkout
     bindir = os.path.dirname(sys.executable)  # what `source .venv/bin/activate` puts first
     env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", ""),
@@ -50,6 +55,7 @@ def test_readme_commands_run_as_written(tmp_path, shared_dir):
         args = shlex.split(line)
         if any("shared/data" in a for a in args) and not shared_dir.exists():
             continue  # the real data is absent on this machine: skip that one line
-        proc = subprocess.run(args + SMALL[args[1]], cwd=work, env=env, capture_output=True,
+        extra = SMALL[args[1]] + (base_overrides if args[1] in USES_BASE else [])
+        proc = subprocess.run(args + extra, cwd=work, env=env, capture_output=True,
                               text=True, timeout=900)
         assert proc.returncode == 0, f"`{line}` failed:\n{proc.stderr[-3000:]}"

@@ -45,7 +45,12 @@ def test_each_algorithm_trains_three_steps(trained_base, tmp_path, algorithm, ex
     lines = train_lines(run)
     assert sorted(lines) == [1, 2, 3]
     for row in lines.values():
-        assert 0.0 <= row["train/reward"] <= 1.0
+        assert 0.0 <= row["train/score"] <= 1.0
+        # The reward is the score, less DAPO's overlong penalty (at most penalty_factor 1.0).
+        if algorithm == "dapo":
+            assert row["train/score"] - 1.0 <= row["train/reward"] <= row["train/score"]
+        else:
+            assert row["train/reward"] == pytest.approx(row["train/score"])
         assert row["timing_s/step"] > 0 and "actor/pg_loss" in row and "actor/kl" in row
     assert ("critic/vf_loss" in lines[3]) == (algorithm == "ppo")
     assert ("actor/kl_loss" in lines[3]) == ("actor.use_kl_loss=true" in extra)
