@@ -8,6 +8,7 @@ Run from the repository root: `python bench/bench_passk.py`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ try:
 except ImportError:  # run as a script from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from rlboundary import probes
+from rlboundary.fileio import write_text
 
 
 def best_of(fn, repeats: int) -> float:
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="also write {op: seconds} to this file")
     args = ap.parse_args(argv)
 
     rng = np.random.default_rng(args.seed)
@@ -57,9 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     print(header)
     print("-" * len(header))
     failed = False
+    results = {}
     for name, fn, target in rows:
         fn()  # warm up (first-call allocations)
         sec = best_of(fn, args.repeats)
+        results[name] = sec
         if target is None:
             verdict, tgt = "-", "-"
         else:
@@ -68,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
             verdict, tgt = ("PASS" if ok else "FAIL"), f"{target:.1f}s"
         print(f"{name:<24} {args.problems:>8} {args.n:>5} {ks.size:>5} {sec:>9.4f} {tgt:>7}  "
               f"{verdict}")
+    if args.json:
+        write_text(args.json, json.dumps({"problems": args.problems, "n": args.n,
+                                          "seconds": results}, indent=1))
     return 1 if failed else 0
 
 

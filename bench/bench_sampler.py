@@ -19,6 +19,7 @@ and shared-prefix attention separate them: the floor of our advantage.
 from __future__ import annotations
 
 import argparse
+import json
 import string
 import sys
 import time
@@ -28,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from rlboundary.fileio import write_text
 from rlboundary.trainer.samplers.hf import HFSampler, _left_pad
 from rlboundary.trainer.scoring import encode_prompts
 
@@ -135,6 +137,7 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--fast-path", default="auto")
     p.add_argument("--eos", choices=["off", "natural"], default="natural")
+    p.add_argument("--json", help="also write {threads: {engine: samples/s}} to this file")
     a = p.parse_args(argv)
     if a.model == "tiny":
         model, tok, prompts, where = tiny_base(a.prompts)
@@ -151,6 +154,7 @@ def main(argv=None) -> None:
           f"T={a.temperature}, top_p={a.top_p}, eos={a.eos}, best of {a.repeats}")
     print(f"{'threads':>7} {'engine':<16} {'seconds':>8} {'samples/s':>10} {'tokens/s':>10} "
           f"{'speedup':>8}")
+    results = {}
     for threads in [int(x) for x in a.threads.split(",")]:
         torch.set_num_threads(threads)
         small = argparse.Namespace(**{**vars(a), "n": 2, "max_new_tokens": 4})
@@ -163,9 +167,14 @@ def main(argv=None) -> None:
                 if name not in best or dt < best[name][0]:
                     best[name] = (dt, ntok)
         base = S / best["hf.generate"][0]
+        results[str(threads)] = {name: S / dt for name, (dt, _) in best.items()}
         for name, (dt, ntok) in best.items():
             print(f"{threads:>7} {name:<16} {dt:>8.2f} {S / dt:>10.1f} {ntok / dt:>10.0f} "
                   f"{S / dt / base:>7.2f}x")
+    if a.json:
+        write_text(a.json, json.dumps({"prompts": a.prompts, "n": a.n, "eos": a.eos,
+                                       "max_new_tokens": a.max_new_tokens,
+                                       "samples_per_s": results}, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import statistics
 import tempfile
 
 from rlboundary.cli import main as cli
+from rlboundary.fileio import write_text
 
 PHASES = ("gen", "gen_baseline", "old_log_prob", "values", "adv", "update_critic",
           "update_actor")
@@ -36,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--algorithms", default="ppo,grpo,rloo,reinforce_pp,remax,dapo")
+    ap.add_argument("--json", help="also write {algorithm: {step, phases, gen_rounds}} here")
     args, overrides = ap.parse_known_args()
     table = []
     with tempfile.TemporaryDirectory(prefix="rlb-bench-train-") as root:
@@ -51,6 +53,10 @@ def main() -> None:
     for algo, step, med, rounds in table:
         print(f"{algo:13s} {step:6.2f} " + " ".join(f"{med[p]:13.2f}" for p in PHASES)
               + f"  {rounds:10.1f}")
+    if args.json:
+        write_text(args.json, json.dumps(
+            {algo: {"step": step, "phases": med, "gen_rounds": rounds}
+             for algo, step, med, rounds in table}, indent=1))
 
 
 if __name__ == "__main__":

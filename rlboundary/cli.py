@@ -4,8 +4,9 @@
     rlboundary base build [key=value ...]
     rlboundary demo [key=value ...]
     rlboundary train [--recipe recipes/tiny/grpo.yaml] [algorithm=NAME] [key=value ...]
+    rlboundary train -m [--recipe recipes/tiny/six_algorithms.yaml] [algorithm=ppo,grpo ...]
     rlboundary probe [model=PATH] [base=PATH] [series=DIR] [data=NAME] [n=256] [key=value ...]
-    rlboundary report RUN_DIR
+    rlboundary report RUN_DIR | rlboundary report --compare DIR [DIR ...]
     rlboundary verify PRED GOLD | rlboundary verify --text FILE GOLD   (no overrides)
 
 Everything after the sub-command is a Hydra override of `rlboundary/conf/config.yaml`
@@ -63,6 +64,11 @@ def recipe_overrides(recipe: str | None) -> list[str]:
     name = os.path.splitext(os.path.basename(path))[0]
     return [f"hydra.searchpath=[file://{os.path.dirname(folder)}]",
             f"+{os.path.basename(folder)}={name}"]
+
+
+def recipe_keys(recipe: str | None) -> list[str]:
+    """The override key a recipe adds (``+<folder>``), left out of sweep job names."""
+    return [o.split("=")[0] for o in recipe_overrides(recipe) if o.startswith("+")]
 
 
 def plain(cfg) -> dict:
@@ -208,7 +214,19 @@ def cmd_probe(args: argparse.Namespace, overrides: list[str]) -> None:
 
 def cmd_report(args: argparse.Namespace, overrides: list[str]) -> None:
     cfg = compose(overrides)
-    write_report(cfg, args.run_dir, {})
+    if not args.compare:
+        if len(args.run_dir) > 1:
+            raise UserError("report takes one RUN_DIR; --compare puts several on one page")
+        write_report(cfg, args.run_dir[0], {})
+        return
+    from rlboundary.report.compare import log_compare_wandb, write_compare
+
+    timings: dict[str, float] = {}
+    with phase(f"compare {' '.join(args.run_dir)}", timings):
+        path = write_compare(args.run_dir)
+    print(f"  comparison: {path}")
+    if cfg.report.wandb:
+        print(f"  W&B: {log_compare_wandb(args.run_dir, project=cfg.report.wandb_project)}")
 
 
 def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
@@ -226,7 +244,14 @@ def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
         return train({**plain(cfg), "policy_path": base}, settings)
 
 
-def cmd_train(args: argparse.Namespace, overrides: list[str]) -> None:
+def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int | None:
+    from rlboundary import sweep
+
+    if args.multirun:
+        return sweep.run_multirun(overrides, exclude_keys=recipe_keys(args.recipe))
+    if sweep.composed(overrides).hydra.sweeper.get("params"):
+        raise UserError(f"{args.recipe} is a sweep (hydra.sweeper.params): run it with "
+                        "`rlboundary train -m --recipe ...`")
     cfg = compose(overrides)
     timings: dict[str, float] = {}
     result = run_train(cfg, timings)
@@ -292,11 +317,15 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_base_build)
     sub.add_parser("demo", parents=[common], help="the embedded study on this machine").set_defaults(func=cmd_demo)
     sub.add_parser("train", parents=[common], help="RL training (engine=local), probing every "
-                   "checkpoint").set_defaults(func=cmd_train)
+                   "checkpoint; -m runs a Hydra sweep").set_defaults(func=cmd_train)
     sub.add_parser("probe", parents=[common], help="probe a checkpoint (model=PATH) or a series (series=DIR)"
                    ).set_defaults(func=cmd_probe)
-    rep = sub.add_parser("report", parents=[common], help="write RUN_DIR/report/index.html")
-    rep.add_argument("run_dir")
+    rep = sub.add_parser("report", parents=[common], help="write RUN_DIR/report/index.html; "
+                         "--compare DIR... puts several runs (or a sweep) on one page")
+    rep.add_argument("run_dir", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("--compare", action="store_true",
+                     help="compare the runs in RUN_DIR... (runs, or folders of runs such as a "
+                     "sweep's) against their shared base model: FIRST/compare/index.html")
     rep.set_defaults(func=cmd_report)
     ver = sub.add_parser("verify", help="score one answer: verdict, answer, deciding stage")
     ver.add_argument("answers", nargs="+", metavar="PRED GOLD", help="PRED GOLD, or GOLD with --text")
@@ -334,7 +363,7 @@ def settings_help() -> str:
     root = res.files("rlboundary.conf")
     lines = ["config groups (GROUP=CHOICE):"]
     for group in sorted(p.name for p in root.iterdir() if p.is_dir() and
-                        not p.name.startswith("_")):
+                        not p.name.startswith("_") and p.name != "hydra"):
         names = sorted(f.name[:-5] for f in root.joinpath(group).iterdir()
                        if f.name.endswith(".yaml"))
         label = "probe@probes.NAME" if group == "probe" else group
@@ -376,7 +405,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         del argv[i:i + 2]
         show_cfg = True
+    multirun = bool({"-m", "--multirun"} & set(argv))
+    argv = [a for a in argv if a not in ("-m", "--multirun")]
     args, overrides = parser().parse_known_args(argv)
+    args.multirun = multirun
+    if multirun and args.command != "train":
+        print("rlboundary: -m/--multirun (a Hydra sweep) is for `rlboundary train`",
+              file=sys.stderr)
+        return 2
     bad = [o for o in overrides if "=" not in o]
     if bad:
         print(f"rlboundary: unrecognised arguments {bad}; settings are key=value overrides "
@@ -387,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         if show_cfg:
             print_config(args, full)
         else:
-            args.func(args, full)
+            rc = args.func(args, full)
     except Exception as e:  # noqa: BLE001 - sorted into user mistakes and bugs below
         user = _user_error(e)
         if user is None or os.environ.get("RLBOUNDARY_TRACEBACK"):
@@ -395,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(user).split()) or type(user).__name__
         print(f"rlboundary: {msg}", file=sys.stderr)
         return 2
-    return 0
+    return int(rc or 0) if not show_cfg else 0
 
 
 if __name__ == "__main__":

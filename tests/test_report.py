@@ -190,6 +190,51 @@ def test_wandb_offline_replay(run_dir, tmp_path, monkeypatch):
             "probe/arith/transitions/lost", "probe/arith/coverage/n_both"} <= lg.keys
     records = b"".join(p.read_bytes() for p in lg.local_dir.glob("*.wandb"))
     assert b"probe/arith/pass@1" in records and b"probe/math/delta_se" in records
+    # The run summary holds the headline metrics only, pass@1 first, in HEADLINE's order.
+    summary = wandb_summary_rules(lg.local_dir)
+    for ds in DATASETS:
+        assert summary[f"probe/{ds}/*"] == "none"
+        heads = [k for k, v in summary.items() if k.startswith(f"probe/{ds}/") and v == "last"]
+        assert heads[:5] == [f"probe/{ds}/{m}" for m in
+                             ("pass@1", "pass@32", "delta_se", "ppl_base", "entropy")]
+        assert heads == [k for k in lg.summary_keys if k.startswith(f"probe/{ds}/")]
+
+
+def wandb_records(path) -> list[bytes]:
+    """The records of a .wandb file: W&B's 7-byte header, then LevelDB's log format (32 KiB
+    blocks of chunks, each a 7-byte header: crc32 u32, length u16, type 1..4 = full, first,
+    middle, last)."""
+    import struct
+
+    raw, out, part, pos = path.read_bytes(), [], b"", 7
+    while pos + 7 <= len(raw):
+        left = 32768 - (pos % 32768)
+        if left < 7:
+            pos += left
+            continue
+        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        chunk, pos = raw[pos + 7:pos + 7 + length], pos + 7 + length
+        part = chunk if kind in (1, 2) else part + chunk
+        if kind in (1, 4):
+            out.append(part)
+    return out
+
+
+def wandb_summary_rules(local_dir) -> dict[str, str]:
+    """{metric name or glob: summary rule}, in order, from an offline run's define_metric
+    records."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    rules = {}
+    for path in local_dir.glob("*.wandb"):
+        for data in wandb_records(path):
+            rec = pb.Record()
+            rec.ParseFromString(data)
+            if rec.WhichOneof("record_type") == "metric":
+                m = rec.metric
+                rules[m.name or m.glob_name] = ("none" if m.summary.none else
+                                                "last" if m.summary.last else "")
+    return rules
 
 
 def test_wandb_live_hook_logs_one_step(run_dir, tmp_path, monkeypatch):

@@ -113,6 +113,9 @@ def _log2_k_axis(ax, ks: list[int]) -> None:
     ax.set_xlabel("k (samples per problem, log$_2$ scale)")
 
 
+CURVE_MARKERS = ("s", "^", "D", "v", "P", "X", "<", ">")
+
+
 def _band_steps(steps: list[int]) -> set[int]:
     """Steps that get a CI band: all of them when few, else base and latest (bands pile up)."""
     return set(steps) if len(steps) <= MAX_BANDS else {steps[0], steps[-1]}
@@ -122,12 +125,15 @@ def _draw_curves(ax, cur: dict, colors: dict, ylabel: str) -> None:
     steps = list(cur)
     bands = _band_steps(steps)
     many = len(steps) > MAX_LEGEND
-    for step, df in cur.items():
+    for i, (step, df) in enumerate(cur.items()):
         base = step == 0
         label = step_label(step) if base or not many else None
-        ax.plot(df["k"], df["pass"], color=colors[step], lw=1.8 if base else 1.5,
-                ls="--" if base else "-", marker="o", ms=3, label=label,
-                zorder=3 if base else 2)
+        # The base: dashed, large hollow circles, drawn beneath; checkpoints: small filled
+        # markers of their own shape on top, so a curve equal to another still shows.
+        style = (dict(ls="--", lw=1.8, marker="o", ms=6.5, mfc="none", zorder=2) if base else
+                 dict(ls="-", lw=1.4, marker=CURVE_MARKERS[i % len(CURVE_MARKERS)], ms=3.5,
+                      zorder=3))
+        ax.plot(df["k"], df["pass"], color=colors[step], label=label, **style)
         if step in bands:
             ax.fill_between(df["k"], df["lo"], df["hi"], color=colors[step],
                             alpha=0.10 if base else 0.15, lw=0)

@@ -17,9 +17,50 @@ from rlboundary import probes
 from rlboundary.report.load import align, load_run, ppl_pooled, ppl_responses
 
 
+LEDGER_LABELS = {"both": "both", "base_only": "base only", "policy_only": "RL only",
+                 "neither": "neither"}
+
+
 def _band(v: float, lo: float, hi: float, signed: bool = False) -> str:
     fmt = "{:+.3f}" if signed else "{:.3f}"
     return f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def versus_base(base: pd.DataFrame, cur: pd.DataFrame, k: int, n_boot: int = 2000,
+                seed: int = 0) -> dict[str, float]:
+    """One checkpoint against the base model on their shared problems, as numbers.
+
+    ``base``, ``cur``: probe tables (one row per problem). Returns pass@1 and pass@k with
+    their 95% bands (``pass@1``, ``pass@1_lo``, ``pass@1_hi``, ...), the paired differences
+    checkpoint - base (``diff@1``, ``diff@1_lo``, ...), ``delta_se`` (base pass@k - this
+    pass@1), ``crossover_k`` (NaN: none up to k), ``ppl_base`` (per-response mean, the study's),
+    ``ppl_base_median``, ``ppl_pooled``, ``entropy`` (nats per token) and the ledger counts
+    ``both``, ``base_only``, ``policy_only``, ``neither``.
+    """
+    b, cur = align(base, cur)
+    n, c, bn, bc = (x.to_numpy(int) for x in (cur["n"], cur["c"], b["n"], b["c"]))
+    row: dict[str, float] = {}
+    for kk in (1, k):
+        lo, hi = probes.bootstrap_ci(n, c, kk, n_boot=n_boot, seed=seed)
+        row[f"pass@{kk}"] = float(probes.pass_at_k_curve(n, c, kk)[0])
+        row[f"pass@{kk}_lo"], row[f"pass@{kk}_hi"] = float(lo[0]), float(hi[0])
+        d, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, kk, n_boot=n_boot, seed=seed)
+        row[f"diff@{kk}"], row[f"diff@{kk}_lo"], row[f"diff@{kk}_hi"] = (
+            float(d[0]), float(dlo[0]), float(dhi[0]))
+    row["delta_se"] = probes.delta_se(bn, bc, n, c, k).value
+    cross = probes.crossover_k(bn, bc, n, c)
+    row["crossover_k"] = float("nan") if cross is None else float(cross)
+    mean, (median,) = ppl_responses(cur)
+    row["ppl_base"], row["ppl_base_median"], row["ppl_pooled"] = mean, median, ppl_pooled(cur)
+    tok = (cur["mean_len"] * cur["n"]).to_numpy(float)
+    row["entropy"] = probes.weighted_mean(cur["entropy"].to_numpy(float), tok)
+    cov = probes.coverage(bn, bc, n, c)
+    row.update({key: int(cov[f"n_{key}"]) for key in probes.CATEGORIES})
+    return row
+
+
+def _cell(v: float) -> str:
+    return "-" if v != v else f"{v:.3f}"
 
 
 def study_table(run_dir: str, dataset: str, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
@@ -33,32 +74,18 @@ def study_table(run_dir: str, dataset: str, n_boot: int = 2000, seed: int = 0) -
     k = int(min(data.table(dataset, s)["n"].min() for s in steps))
     rows = []
     for step in steps:
-        b, cur = align(base, data.table(dataset, step))
-        n, c, bn, bc = cur["n"], cur["c"], b["n"], b["c"]
+        v = versus_base(base, data.table(dataset, step), k, n_boot=n_boot, seed=seed)
         row = {"step": "base" if step == 0 else str(step)}
         for kk in (1, k):
-            lo, hi = probes.bootstrap_ci(n, c, kk, n_boot=n_boot, seed=seed)
-            mean = probes.pass_at_k_curve(n, c, kk)[0]
-            row[f"pass@{kk}"] = _band(mean, lo[0], hi[0])
-            if step:
-                d, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, kk, n_boot=n_boot, seed=seed)
-                row[f"diff@{kk}"] = _band(d[0], dlo[0], dhi[0], signed=True)
-            else:
-                row[f"diff@{kk}"] = ""
-        mean, (median,) = ppl_responses(cur)
-        if mean == mean:  # per-response values (the study's); older tables: pooled only
-            row["ppl_base mean"], row["ppl_base median"] = f"{mean:.3f}", f"{median:.3f}"
-        else:
-            row["ppl_base mean"], row["ppl_base median"] = "-", "-"
-        row["ppl pooled"] = f"{ppl_pooled(cur):.3f}"
-        tok = (cur["mean_len"] * cur["n"]).to_numpy(float)
-        row["entropy"] = f"{probes.weighted_mean(cur['entropy'].to_numpy(float), tok):.3f}"
-        cov = probes.coverage(bn, bc, n, c)
-        for key, label in (("both", "both"), ("base_only", "base only"),
-                           ("policy_only", "RL only"), ("neither", "neither")):
-            row[label] = int(cov[f"n_{key}"])
+            row[f"pass@{kk}"] = _band(v[f"pass@{kk}"], v[f"pass@{kk}_lo"], v[f"pass@{kk}_hi"])
+            row[f"diff@{kk}"] = _band(v[f"diff@{kk}"], v[f"diff@{kk}_lo"], v[f"diff@{kk}_hi"],
+                                      signed=True) if step else ""
+        row["ppl_base mean"], row["ppl_base median"] = (_cell(v["ppl_base"]),
+                                                        _cell(v["ppl_base_median"]))
+        row["ppl pooled"], row["entropy"] = _cell(v["ppl_pooled"]), _cell(v["entropy"])
+        for key, label in LEDGER_LABELS.items():
+            row[label] = v[key]
         rows.append(row)
     order = ["step", "pass@1", "diff@1", f"pass@{k}", f"diff@{k}", "ppl_base mean",
-             "ppl_base median", "ppl pooled", "entropy",
-             "both", "base only", "RL only", "neither"]
+             "ppl_base median", "ppl pooled", "entropy", *LEDGER_LABELS.values()]
     return pd.DataFrame(rows)[order]

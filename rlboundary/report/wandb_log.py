@@ -20,6 +20,11 @@ from rlboundary.report.load import RunData, curves, ledger, load_run, summary
 STEP_KEY = "probe/step"
 # summary() columns that describe the table rather than measure the model
 NON_METRIC = {"step", "dataset", "n_problems", "k_max", "settings"}
+# What a run's W&B summary holds per dataset, in this order (the value at the last probe). The
+# other probe metrics (pass@k for every k, its bands, acc_hist bins, ...) are kept out of the
+# summary, where they would bury these under a hundred keys; their curves are all logged.
+HEADLINE = ("pass@1", "pass@{k_max}", "delta_se", "ppl_base", "entropy", "crossover_k",
+            "coverage/policy_only", "coverage/base_only")
 
 
 def _wandb():
@@ -65,8 +70,19 @@ class WandbLogger:
                              mode=resolve_mode(mode), **init_kw)
         self.run = run
         self.keys: set[str] = set()
+        self.summary_keys: list[str] = []
         run.define_metric(STEP_KEY)
         run.define_metric("probe/*", step_metric=STEP_KEY)
+
+    def _define_summary(self, dataset: str, k_max: int) -> None:
+        """Once per dataset: only the HEADLINE metrics go to the run summary."""
+        if any(k.startswith(f"probe/{dataset}/") for k in self.summary_keys):
+            return
+        self.run.define_metric(f"probe/{dataset}/*", step_metric=STEP_KEY, summary="none")
+        for name in dict.fromkeys(h.format(k_max=k_max) for h in HEADLINE):
+            key = f"probe/{dataset}/{name}"
+            self.run.define_metric(key, step_metric=STEP_KEY, summary="last")
+            self.summary_keys.append(key)
 
     @property
     def local_dir(self) -> Path:
@@ -81,6 +97,8 @@ class WandbLogger:
         """Log finite scalars as probe/<dataset>/<metric>; NaN cells (not measured) are dropped."""
         payload = {f"probe/{dataset}/{k}": float(v) for k, v in metrics.items()
                    if k not in NON_METRIC and _finite(v)}
+        if _finite(metrics.get("k_max")):
+            self._define_summary(dataset, int(metrics["k_max"]))
         if payload:
             self._log(step, payload)
         return payload

@@ -1,0 +1,213 @@
+"""Measure every figure the README quotes and rewrite those figures in README.md.
+
+Nothing in the README's numbers is typed by hand: this script runs the demo (in a fresh cache, so
+the base build is timed too) and the benches, keeps what they measured in `docs/figures.json`
+(with the machine, the date and the versions), and renders the README's marked regions
+(`<!-- figures:NAME -->` ... `<!-- /figures:NAME -->`) from that file. Parts not rerun keep their
+stored figures, so `--parts bench` refreshes the bench table alone.
+
+Run from the repository root, on the machine the README describes (nothing else running):
+`python bench/readme_figures.py [--parts demo,bench,train] [--render-only]`. About 12 minutes on
+2 cores for all parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rlboundary.fileio import write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+FIGURES = ROOT / "docs" / "figures.json"
+README = ROOT / "README.md"
+PARTS = ("demo", "bench", "train")
+
+
+def machine() -> dict:
+    import torch
+
+    return {"cpus": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(terse=True),
+            "date": datetime.date.today().isoformat()}
+
+
+def run_json(cmd: list[str]) -> dict:
+    """Run one bench with `--json FILE` appended and return what it wrote."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "out.json")
+        subprocess.run([sys.executable, *cmd, "--json", out], cwd=ROOT, check=True)
+        return json.loads(Path(out).read_text())
+
+
+def first(cell: str) -> float:
+    """The estimate of a study-table cell such as `0.656 [0.596, 0.717]` (NaN for `-`)."""
+    head = str(cell).split()[0]
+    return float("nan") if head == "-" else float(head)
+
+
+def measure_demo() -> dict:
+    """`rlboundary demo` in a fresh cache: its wall time, then `demo_figures` of its run."""
+    with tempfile.TemporaryDirectory(prefix="rlb-figures-") as tmp:
+        run_dir, cache = os.path.join(tmp, "run"), os.path.join(tmp, "cache")
+        env = {**os.environ, "RLBOUNDARY_CACHE": cache}
+        t0 = time.perf_counter()
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "rlboundary"), "demo",
+                        f"run_dir={run_dir}"], cwd=ROOT, env=env, check=True)
+        wall = time.perf_counter() - t0
+        shutil.copy(Path(run_dir, "report", "arithmetic_pass_at_k.png"),
+                    ROOT / "docs" / "demo_pass_at_k.png")
+        return {"wall_s": wall, **demo_figures(run_dir, cache)}
+
+
+def demo_figures(run_dir: str, cache: str) -> dict:
+    """The figures the README quotes from one demo run and the base build in `cache`."""
+    from rlboundary.report.study import study_table
+
+    table = study_table(run_dir, "arithmetic")
+    probes = [json.loads(x) for x in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
+    probes = {r["step"]: r for r in probes if r.get("kind") != "train"}
+    (build,) = Path(cache, "base").glob("*/build_info.json")
+    info = json.loads(build.read_text())
+    base, last = table.iloc[0], table.iloc[-1]
+    k = int([c for c in table.columns if c.startswith("pass@")][-1].split("@")[1])
+    return {"base_build_s": info["seconds"], "params": info["params"],
+            "table": table.to_string(index=False), "k": k, "last_step": int(last["step"]),
+            "pass1": [first(base["pass@1"]), first(last["pass@1"])],
+            "passk": [first(base[f"pass@{k}"]), first(last[f"pass@{k}"])],
+            "ppl": [first(base["ppl_base mean"]), first(last["ppl_base mean"])],
+            "entropy": [first(base["entropy"]), first(last["entropy"])],
+            "lost": int(last["base only"]), "gained": int(last["RL only"]),
+            "crossover_k": probes[int(last["step"])].get("crossover_k"),
+            "base_pass16": probes[0]["pass@16"], "base_valid1": probes[0]["valid_pass@1"]}
+
+
+def measure_bench() -> dict:
+    return {"passk": run_json(["bench/bench_passk.py"]),
+            "sampler": run_json(["bench/bench_sampler.py"]),
+            "sampler_fixed": run_json(["bench/bench_sampler.py", "--eos", "off", "--prompts", "16",
+                                       "--n", "64", "--max-new-tokens", "64"])}
+
+
+def measure_train() -> dict:
+    return run_json(["bench/bench_train.py"])
+
+
+def render_demo(f: dict, m: dict) -> str:
+    d = f["demo"]
+    (p0, p1), (k0, k1), (q0, q1) = d["pass1"], d["passk"], d["ppl"]
+    shape = ("The study's shape in miniature" if p1 > p0 and k1 < k0 else
+             "Not the study's shape this time")
+    cross = (f"the curves cross at k={int(d['crossover_k'])}" if d["crossover_k"] else
+             f"the curves do not cross up to k={d['k']}")
+    return f"""`make demo` builds the tiny base, trains it with GRPO for {d['last_step']} steps (32 prompts x 8 samples per
+step), probes the base and every checkpoint with {d['k']} samples on each of 120 held-out problems,
+writes the report and prints this table. Measured by `bench/readme_figures.py` on {m['date']}:
+{m['cpus']} CPU cores, torch {m['torch']}, Python {m['python']}; the demo took {d['wall_s'] / 60:.1f} min after the
+set-up (`diff` = checkpoint minus base, paired over the same problems; 95% Student-t intervals
+over problems):
+
+```
+{d['table']}
+```
+
+{shape}: RL moves pass@1 by {p1 - p0:+.2f} and pass@{d['k']} by {k1 - k0:+.3f}
+({d['lost']} problems the base model solves at least once in {d['k']} tries are lost, {d['gained']} gained); the
+mean per-response perplexity of its samples under the base model is {q1:.3f} against {q0:.3f} for
+the base's own samples (the study's PPL_base), and its entropy goes from {d['entropy'][0]:.3f} to
+{d['entropy'][1]:.3f} nats per token; {cross}:"""
+
+
+def render_base(f: dict, m: dict) -> str:
+    d = f["demo"]
+    return (f"Measured by `bench/readme_figures.py` ({m['cpus']} cores, {m['date']}): "
+            f"{d['params']:,} parameters built in {d['base_build_s']:.0f} s; on 120 held-out "
+            f"chains at T=1, pass@1 {d['pass1'][0]:.3f}, pass@16 {d['base_pass16']:.3f}, "
+            f"pass@{d['k']} {d['passk'][0]:.3f}, whole-trace-valid pass@1 "
+            f"{d['base_valid1']:.3f}: broad but unreliable support, the shape the study's base "
+            "models have.")
+
+
+def render_bench(f: dict, m: dict) -> str:
+    b = f["bench"]
+    pk = b["passk"]["seconds"]["pass_at_k (P, K)"]
+    rows = [f"`make bench` prints comparison tables. Measured by `bench/readme_figures.py` on "
+            f"{m['date']} ({m['cpus']} CPU cores, torch {m['torch']}):", "",
+            "| bench | workload | result |", "| --- | --- | --- |",
+            f"| `bench/bench_passk.py` | pass@k, 821 problems x 256 samples, every k = 1..256 | "
+            f"{pk:.4f} s |"]
+    for key, label in (("sampler", "tiny base, 8 prompts x 256 samples, EOS, <= 160 tokens "
+                        "(a probe)"), ("sampler_fixed", "tiny base, 16 x 64 samples, exactly 64 "
+                                       "tokens each (`--eos off`)")):
+        per = b[key]["samples_per_s"]
+        cells = []
+        for threads, r in per.items():
+            ours, ref = r["rlboundary hf"], r["hf.generate"]
+            cells.append(f"{threads} thread{'s' * (threads != '1')}: {ours:.0f} vs {ref:.0f} "
+                         f"samples/s, {ours / ref:.1f}x")
+        rows.append(f"| `bench/bench_sampler.py` | {label} | ours vs `generate`: "
+                    f"{'; '.join(cells)} |")
+    return "\n".join(rows)
+
+
+def render_train(f: dict, m: dict) -> str:
+    t = f["train"]
+    rows = [f"Seconds per step of the local engine, 32 prompts x 8 samples, probes off (median of "
+            f"steps 3..12, `bench/bench_train.py`, {m['cpus']} CPU cores, {m['date']}):", "",
+            "| algorithm | step | generation | old log-probs | values | actor update | critic "
+            "update |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for algo, r in t.items():
+        p = r["phases"]
+        gen = p["gen"] + p["gen_baseline"]
+        rows.append(f"| `{algo}` | {r['step']:.2f} | {gen:.2f} | {p['old_log_prob']:.2f} | "
+                    f"{p['values']:.2f} | {p['update_actor']:.2f} | {p['update_critic']:.2f} |")
+    return "\n".join(rows)
+
+
+RENDER = {"demo": render_demo, "base": render_base, "bench": render_bench, "train": render_train}
+
+
+def rewrite(text: str, figures: dict) -> str:
+    """Replace each marked region of `text` whose figures are stored; raise if one is missing."""
+    for name, fn in RENDER.items():
+        part = "demo" if name == "base" else name
+        if part not in figures:
+            continue
+        pat = re.compile(rf"(<!-- figures:{name} -->\n).*?(\n<!-- /figures:{name} -->)", re.S)
+        if not pat.search(text):
+            raise ValueError(f"README.md has no region <!-- figures:{name} -->")
+        body = fn(figures, figures["machine"][part])
+        text = pat.sub(lambda mt: mt.group(1) + body + mt.group(2), text)
+    return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {PARTS}")
+    ap.add_argument("--render-only", action="store_true", help="rewrite from docs/figures.json")
+    args = ap.parse_args(argv)
+    figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {"machine": {}}
+    if not args.render_only:
+        for part in args.parts.split(","):
+            if part not in PARTS:
+                raise SystemExit(f"unknown part {part!r}; choose from {PARTS}")
+            figures[part] = globals()[f"measure_{part}"]()
+            figures["machine"][part] = machine()
+            write_text(str(FIGURES), json.dumps(figures, indent=1) + "\n")
+    write_text(str(README), rewrite(README.read_text(), figures))
+    print(f"README.md rewritten from {FIGURES.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""`rlboundary report --compare DIR...`: several runs that share a base model on one page.
+
+The study's Table 2 in shape: per run (its last probed checkpoint), pass@1 and pass@k_max with
+95% bands over problems, their differences from the base model paired over the same problems,
+delta_SE (base pass@k_max minus the run's pass@1), base-model perplexity, entropy, the ledger
+counts and the crossover k. Figures: every run's pass@k curve beside the base's (log-k axis),
+pass@1 and pass@k_max over training steps per run, and the runs' ledgers side by side. The same
+table goes to W&B as one `wandb.Table` in a run of its own, grouped with the sweep's runs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rlboundary.errors import UserError
+from rlboundary.fileio import write_text
+from rlboundary.report import compare_plots as plots
+from rlboundary.report.plots import save
+from rlboundary.report.html import CSS, _figure_html, _fmt, _slug
+from rlboundary.report.load import RunData, curve, k_grid, load_run
+from rlboundary.report.study import LEDGER_LABELS, versus_base
+
+BASE = "base model"
+
+
+def find_runs(paths: list[str | Path]) -> dict[str, Path]:
+    """{label: run directory} for every run under ``paths`` (a run directory holds ``probes/``).
+
+    A path may be a run or a folder of runs (a sweep's directory). Labels are the sweep job's
+    name (``job.json``) or the path relative to the folder given. Raises ``UserError`` when a
+    path is missing or holds no probed run.
+    """
+    runs: dict[str, Path] = {}
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise UserError(f"not a directory: {p}")
+        found = [p] if (p / "probes").is_dir() else sorted(
+            d.parent for d in p.rglob("probes") if d.is_dir() and "checkpoints" not in d.parts)
+        if not found:
+            raise UserError(f"{p}: no probed run in it (no probes/ folder)")
+        for run in found:
+            job = run / "job.json"
+            label = json.loads(job.read_text()).get("name") if job.exists() else None
+            label = label or (str(run.relative_to(p)) if run != p else run.name)
+            runs[label if label not in runs else str(run)] = run
+    return runs
+
+
+def _same_base(datas: dict[str, RunData], dataset: str) -> pd.DataFrame:
+    """The base model's probe table every run shares; ``UserError`` naming the odd run out."""
+    ref_label, ref = None, None
+    for label, data in datas.items():
+        if 0 not in data.steps(dataset):
+            raise UserError(f"run {label}: no base-model probe (step 0) of {dataset}")
+        tbl = data.table(dataset, 0)[["problem_id", "n", "c"]].sort_values("problem_id")
+        if ref is None:
+            ref_label, ref = label, tbl.reset_index(drop=True)
+        elif not tbl.reset_index(drop=True).equals(ref):
+            raise UserError(f"runs {ref_label} and {label} were not probed against the same "
+                            f"base model on {dataset} (their step-0 tables differ)")
+    return next(iter(datas.values())).table(dataset, 0)
+
+
+def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -> pd.DataFrame:
+    """One row for the base model, then one per run at its last probed step (numbers)."""
+    base = _same_base(datas, dataset)
+    k = int(min(d.problems.loc[d.problems["dataset"] == dataset, "n"].min()
+                for d in datas.values()))
+    rows = [{"run": BASE, "step": 0, **versus_base(base, base, k, n_boot=n_boot)}]
+    for label, data in datas.items():
+        last = data.steps(dataset)[-1]
+        rows.append({"run": label, "step": last,
+                     **versus_base(base, data.table(dataset, last), k, n_boot=n_boot)})
+    df = pd.DataFrame(rows)
+    df.loc[0, [c for c in df.columns if c.startswith("diff@")] + ["crossover_k"]] = np.nan
+    df.attrs["k"] = k
+    return df
+
+
+def over_steps(datas: dict[str, RunData], dataset: str, k: int) -> dict[str, pd.DataFrame]:
+    """{run: one row per probed step with pass@1 and pass@k and their 95% bands}."""
+    out = {}
+    for label, data in datas.items():
+        rows = []
+        for step in data.steps(dataset):
+            row = {"step": step}
+            for _, r in curve(data.table(dataset, step), sorted({1, k})).iterrows():
+                kk = int(r["k"])
+                row.update({f"pass@{kk}": r["pass"], f"pass@{kk}_lo": r["lo"],
+                            f"pass@{kk}_hi": r["hi"]})
+            rows.append(row)
+        out[label] = pd.DataFrame(rows)
+    return out
+
+
+def _band_cell(r: pd.Series, key: str, signed: bool = False) -> str:
+    if pd.isna(r.get(key)):
+        return "&mdash;"
+    f = (lambda v: f"{v:+.3f}") if signed else (lambda v: f"{v:.3f}")
+    return (f"{f(r[key])} <span class='ci'>[{f(r[key + '_lo'])}, {f(r[key + '_hi'])}]</span>")
+
+
+def table_html(df: pd.DataFrame) -> str:
+    """The comparison as two narrow tables (fits a 1280 px page; the CSV has every column)."""
+    k = df.attrs["k"]
+    first = [("run", lambda r: html.escape(str(r["run"]))), ("step", lambda r: str(r["step"]))]
+    groups = [first + [(f"pass@{kk}", lambda r, kk=kk: _band_cell(r, f"pass@{kk}"))
+                       for kk in (1, k)]
+              + [(f"diff@{kk}", lambda r, kk=kk: _band_cell(r, f"diff@{kk}", True))
+                 for kk in (1, k)],
+              first + [(f"delta_se@{k}", lambda r: _fmt(r["delta_se"])),
+                       ("crossover_k", lambda r: _fmt(r["crossover_k"], 0)),
+                       ("ppl_base", lambda r: _fmt(r["ppl_base"])),
+                       ("entropy", lambda r: _fmt(r["entropy"]))]
+              + [(label, lambda r, key=key: str(int(r[key])))
+                 for key, label in LEDGER_LABELS.items()]]
+    out = []
+    for cols in groups:
+        head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in cols)
+        body = "".join("<tr>" + "".join(
+            f"<td{' class=l' if name == 'run' else ''}>{cell(r)}</td>" for name, cell in cols)
+            + "</tr>" for _, r in df.iterrows())
+        out.append(f"<table><tr>{head}</tr>{body}</table>")
+    return "".join(out)
+
+
+def _base_curve(datas: dict[str, RunData], dataset: str, ks: list[int]) -> pd.DataFrame:
+    return curve(next(iter(datas.values())).table(dataset, 0), ks)
+
+
+def dataset_section(datas: dict[str, RunData], dataset: str, out: Path) -> str:
+    df = compare_table(datas, dataset)
+    k = df.attrs["k"]
+    df.to_csv(out / f"{_slug(dataset)}_compare.csv", index=False)
+    ks = k_grid(k)
+    last = {label: curve(d.table(dataset, d.steps(dataset)[-1]), ks) for label, d in datas.items()}
+    figs = [
+        (plots.compare_curves_figure(_base_curve(datas, dataset, ks), last, dataset),
+         "pass@k of each run's last checkpoint and of the base model (black dashed, hollow "
+         "circles); bands are 95% CIs over problems."),
+        (plots.compare_steps_figure(over_steps(datas, dataset, k), k, dataset,
+                                    base=df.iloc[0]),
+         f"pass@1 and pass@{k} at every probed step of each run (95% CI error bars); "
+         "dashed lines mark the base model."),
+        (plots.compare_ledger_figure(df.iloc[1:], dataset),
+         "The solvability ledger of each run's last checkpoint against the base model "
+         "(solved = at least one of n samples correct)."),
+    ]
+    html_figs = [_figure_html(save(fig, out / f"{_slug(dataset)}_compare_{i}.png"), cap)
+                 for i, (fig, cap) in enumerate(figs)]
+    return (f"<h2>{html.escape(dataset)}</h2><p class='meta'>{len(datas)} runs, "
+            f"{len(_same_base(datas, dataset))} problems, k_max = {k}</p>"
+            f"{table_html(df)}{''.join(html_figs)}")
+
+
+def write_compare(paths: list[str | Path], out_dir: str | Path | None = None) -> Path:
+    """Write the comparison page (``index.html`` + PNGs + one CSV per dataset); return its path.
+
+    ``out_dir`` defaults to ``<first path>/compare``. Raises ``UserError`` when fewer than one
+    run is found or the runs were not probed against the same base model.
+    """
+    runs = find_runs(paths)
+    datas = {label: load_run(run) for label, run in runs.items()}
+    datasets = sorted(set.intersection(*(set(d.datasets) for d in datas.values())))
+    if not datasets:
+        raise UserError("the runs share no probed dataset")
+    out = Path(out_dir) if out_dir else Path(paths[0]) / "compare"
+    out.mkdir(parents=True, exist_ok=True)
+    sections = [dataset_section(datas, ds, out) for ds in datasets]
+    rows = "".join(f"<tr><td class=l>{html.escape(label)}</td><td class=l>{html.escape(str(p))}"
+                   "</td></tr>" for label, p in runs.items())
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>rlboundary comparison"
+            f"</title><style>{CSS}</style></head><body><h1>Reasoning-boundary comparison: "
+            f"{len(runs)} runs</h1><p class='meta'>generated {now}. Each run at its last "
+            "probed checkpoint; bands are 95% Student-t intervals over problems, diff = run - "
+            "base paired over the same problems; delta_se = base pass@k_max - run pass@1; "
+            "ppl_base = mean per-response perplexity under the base model; entropy in nats per "
+            "token.</p>" + "".join(sections)
+            + f"<h2>Runs</h2><table><tr><th>run</th><th>directory</th></tr>{rows}</table>"
+            "</body></html>")
+    index = out / "index.html"
+    write_text(str(index), page)
+    return index
+
+
+def log_compare_wandb(paths: list[str | Path], project: str, group: str | None = None) -> str:
+    """Log the comparison table(s) to one W&B run (``job_type="compare"``, grouped with the
+    sweep's runs); returns the run's local directory."""
+    from rlboundary.report.wandb_log import _wandb, resolve_mode
+
+    wandb = _wandb()
+    runs = find_runs(paths)
+    datas = {label: load_run(run) for label, run in runs.items()}
+    group = group or Path(paths[0]).name
+    run = wandb.init(project=project, group=group, job_type="compare", name=f"{group}/compare",
+                     mode=resolve_mode(), settings=wandb.Settings(console="off"))
+    for ds in sorted(set.intersection(*(set(d.datasets) for d in datas.values()))):
+        df = compare_table(datas, ds)
+        run.log({f"compare/{ds}": wandb.Table(dataframe=df.astype({"run": str}))})
+    local = str(Path(run.dir).parent)
+    run.finish()
+    return local

@@ -1,0 +1,95 @@
+"""Figures of `report --compare`: several runs against one base model.
+
+Same rules as `plots`: the base model is black and dashed with hollow markers, drawn beneath;
+runs take the Okabe-Ito colours in order, each with its own marker shape, so equal curves still
+show; legends sit outside the axes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rlboundary.report.plots import (BASE_COLOR, COVERAGE_COLORS, COVERAGE_LABELS,
+                                     CURVE_MARKERS, OKABE_ITO, _bar_width, _crowded,
+                                     _log2_k_axis, _new, _outside_legend, _step_axis, _styled)
+
+RUN_COLORS = [OKABE_ITO[c] for c in ("blue", "orange", "green", "vermillion", "sky", "purple",
+                                     "yellow", "grey")]
+
+
+def _run_style(i: int) -> dict:
+    return dict(color=RUN_COLORS[i % len(RUN_COLORS)], marker=CURVE_MARKERS[i % len(CURVE_MARKERS)])
+
+
+@_styled
+def compare_curves_figure(base: pd.DataFrame, runs: dict[str, pd.DataFrame],
+                          dataset: str) -> Figure:
+    """pass@k (columns k, pass, lo, hi) of each run's last checkpoint beside the base's."""
+    fig, ax = _new((7.0, 4.0))
+    ax.plot(base["k"], base["pass"], color=BASE_COLOR, ls="--", lw=1.8, marker="o", ms=6.5,
+            mfc="none", zorder=2, label="base model")
+    ax.fill_between(base["k"], base["lo"], base["hi"], color=BASE_COLOR, alpha=0.08, lw=0)
+    for i, (label, df) in enumerate(runs.items()):
+        st = _run_style(i)
+        ax.plot(df["k"], df["pass"], lw=1.4, ms=3.5, zorder=3, label=label, **st)
+        ax.fill_between(df["k"], df["lo"], df["hi"], color=st["color"], alpha=0.10, lw=0)
+    _log2_k_axis(ax, [int(k) for k in base["k"]])
+    ax.set_ylabel("pass@k (fraction of problems)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{dataset}: pass@k, last checkpoint of each run (shaded = 95% CI)")
+    _outside_legend(ax)
+    return fig
+
+
+@_styled
+def compare_steps_figure(runs: dict[str, pd.DataFrame], k: int, dataset: str,
+                         base: pd.Series) -> Figure:
+    """pass@1 (left) and pass@k (right) at every probed step of each run, 95% CI error bars;
+    ``runs[label]`` has columns step, pass@1, pass@1_lo, pass@1_hi, pass@k, ...; ``base``
+    holds the base model's pass@1 and pass@k for the dashed reference lines."""
+    fig, axes = _new((11.0, 3.8), ncols=2, sharey=True)
+    steps = sorted({int(s) for df in runs.values() for s in df["step"]})
+    span = max(steps[-1] - steps[0], 1) if steps else 1
+    for ax, kk in zip(axes, (1, k)):
+        for i, (label, df) in enumerate(runs.items()):
+            y = df[f"pass@{kk}"].to_numpy(float)
+            err = [np.clip(y - df[f"pass@{kk}_lo"], 0, None), np.clip(df[f"pass@{kk}_hi"] - y, 0, None)]
+            dx = (i - (len(runs) - 1) / 2) * 0.006 * span  # dodge so error bars stay apart
+            ax.errorbar(df["step"] + dx, y, yerr=err, lw=1.3, ms=4, capsize=2.5, label=label,
+                        **_run_style(i))
+        ax.axhline(base[f"pass@{kk}"], color=BASE_COLOR, ls="--", lw=1, label="base model")
+        _step_axis(ax, steps)
+        ax.set_title(f"pass@{kk}")
+    axes[0].set_ylabel("pass@k (fraction of problems)")
+    axes[0].set_ylim(-0.02, 1.02)
+    fig.suptitle(f"{dataset}: pass@1 and pass@{k} over training (error bars = 95% CI)")
+    _outside_legend(axes[1])
+    return fig
+
+
+@_styled
+def compare_ledger_figure(table: pd.DataFrame, dataset: str) -> Figure:
+    """Stacked ledger counts (columns both, policy_only, base_only, neither) per run."""
+    labels = [str(r) for r in table["run"]]
+    fig, ax = _new((_bar_width(len(labels)), 3.8))
+    x = np.arange(len(labels))
+    bottom = np.zeros(len(labels))
+    for key in ("both", "policy_only", "base_only", "neither"):
+        vals = table[key].to_numpy(float)
+        ax.bar(x, vals, bottom=bottom, color=COVERAGE_COLORS[key], width=0.7,
+               label=COVERAGE_LABELS[key], edgecolor="white", lw=0.5)
+        for xi, v, b0 in zip(x, vals, bottom):
+            if v > 0:
+                ax.text(xi, b0 + v / 2, str(int(v)), ha="center", va="center", fontsize=7,
+                        color="black" if key == "neither" else "white")
+        bottom += vals
+    ax.set_xticks(x, labels, **({"rotation": 30, "ha": "right"} if len(labels) > 3 else
+                                _crowded(len(labels))))
+    ax.set_ylabel("number of problems")
+    ax.grid(axis="x", visible=False)
+    ax.set_title(f"{dataset}: solvability vs base, last checkpoint of each run")
+    handles, names = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig

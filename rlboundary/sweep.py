@@ -1,0 +1,182 @@
+"""`rlboundary train -m`: sweeps of training jobs through Hydra's own multirun machinery.
+
+Hydra composes every job (comma lists on the command line, or `hydra.sweeper.params` in a
+recipe), its sweeper orders them and the launcher picked with `hydra/launcher=...` runs them:
+Hydra's basic launcher one after another in this process, or a plugin such as submitit on SLURM
+(`recipes/launcher/slurm.yaml`). This module is the CLI's other half and reads Hydra like it.
+
+Each job trains into its own run directory, `hydra.sweep.dir/hydra.sweep.subdir` (the sweep's
+folder, then the job's overrides), and writes `job.json` there: its overrides, how it ended
+(`done`, `failed` with the error, `skipped` when already done) and its wall time. A job that
+fails is recorded and the sweep goes on (Hydra's sweeper would stop at the first failure); the
+sweep's record `SWEEP_DIR/sweep.json` and a table of every job follow at the end, and the exit
+code is 1 when a job failed. Re-running the same sweep skips the jobs already done and resumes
+the rest from their newest checkpoint (`resume=auto`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from rlboundary.errors import UserError
+from rlboundary.fileio import write_text
+
+JOB_RECORD = "job.json"
+SWEEP_RECORD = "sweep.json"
+
+
+def _read(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def train_job(cfg: DictConfig) -> dict[str, Any]:
+    """One job of a sweep (called by Hydra's launcher): train into the job's output directory.
+
+    Never raises for a failed training run: the failure is written to ``job.json`` (with the
+    traceback in ``error.txt``) and returned, so the launcher goes on with the next job.
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    from rlboundary.cli import run_train, write_report
+    from rlboundary.console import quiet
+    from rlboundary.settings_check import check_settings
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    sweep = Path(hc.sweep.dir).name
+    overrides = list(hc.overrides.task)
+    record = {"job": hc.job.num, "name": hc.job.override_dirname or sweep,
+              "overrides": overrides, "run_dir": str(run_dir)}
+    old = _read(run_dir / JOB_RECORD) or {}
+    if old.get("status") in ("done", "skipped") and old.get("overrides") == overrides \
+            and cfg.resume != "disable":
+        print(f"[rlboundary] job {record['name']}: done before, skipped", flush=True)
+        return _write_job(run_dir, {**old, "status": "skipped", "job": hc.job.num})
+    with open_dict(cfg):
+        cfg.trainer.group = cfg.trainer.group or sweep
+        cfg.trainer.experiment_name = f"{sweep}/{record['name']}"
+    t0 = time.perf_counter()
+    try:
+        check_settings(cfg)
+        quiet(bool(cfg.verbose))
+        timings: dict[str, float] = {}
+        result = run_train(cfg, timings)
+        if result["probes"]:
+            write_report(cfg, str(run_dir), timings)
+        record.update(status="done", error=None)
+    except Exception as e:  # noqa: BLE001 - recorded, and the sweep goes on
+        write_text(str(run_dir / "error.txt"), traceback.format_exc())
+        msg = " ".join(str(e).split()) or type(e).__name__
+        record.update(status="failed", error=f"{type(e).__name__}: {msg}"[:500])
+        print(f"[rlboundary] job {record['name']} failed: {record['error']}", file=sys.stderr,
+              flush=True)
+    record["attempts"] = int(old.get("attempts", 0)) + 1
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    return _write_job(run_dir, record)
+
+
+def _write_job(run_dir: Path, record: dict) -> dict:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text(str(run_dir / JOB_RECORD), json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def gather(sweep_dir: str | Path, since: float = 0.0) -> list[dict]:
+    """The job records under a sweep's directory written at or after ``since`` (epoch s), in
+    job order."""
+    paths = [p for p in Path(sweep_dir).rglob(JOB_RECORD) if p.stat().st_mtime >= since]
+    jobs = [_read(p) for p in paths]
+    return sorted((j for j in jobs if j), key=lambda j: (j.get("job", 0), j["run_dir"]))
+
+
+def composed(overrides: list[str], multirun: bool = False) -> DictConfig:
+    """The config with its ``hydra`` node (where a sweep writes, how it names jobs); with
+    ``multirun`` the sweep's own comma lists are left for the sweeper. Raises ``UserError``
+    with Hydra's first line when the overrides do not compose."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+    from omegaconf.errors import OmegaConfBaseException
+
+    mode = RunMode.MULTIRUN if multirun else RunMode.RUN
+    try:
+        with initialize_config_module(config_module="rlboundary.conf", version_base=None):
+            return GlobalHydra.instance().hydra.compose_config(
+                "config", overrides, run_mode=mode, with_log_configuration=False)
+    except (HydraException, OmegaConfBaseException) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"bad setting: {first}") from None
+
+
+def fixed_keys(overrides: list[str]) -> list[str]:
+    """Keys of the overrides that are the same in every job (no comma list, range or choice):
+    left out of job directory names, which then show only what the sweep varies."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    return [o.get_key_element() for o in parsed if o.get_key_element() not in swept
+            and not o.key_or_group.startswith("hydra")]
+
+
+def run_multirun(overrides: list[str], exclude_keys: list[str]) -> int:
+    """Launch the sweep through Hydra; print and record how each job ended.
+
+    ``exclude_keys`` are override keys left out of job directory names (the recipe's own
+    ``+group``). Returns 0 when every job is done, 1 when any failed. Raises ``UserError``
+    when Hydra rejects the sweep itself (an unknown key or group).
+    """
+    import hydra
+
+    cfg = composed(overrides, multirun=True)
+    sweep_dir = Path(str(cfg.hydra.sweep.dir))
+    names = OmegaConf.to_container(cfg.hydra.job.config.override_dirname.exclude_keys)
+    names += exclude_keys + fixed_keys(overrides)
+    overrides = overrides + ["hydra.job.config.override_dirname.exclude_keys=["
+                             + ",".join(dict.fromkeys(names)) + "]",
+                             "run_dir=${hydra:runtime.output_dir}"]  # each job its own dir
+    started = time.time()
+    task = hydra.main(version_base=None, config_path="pkg://rlboundary.conf",
+                      config_name="config")(train_job)
+    argv = sys.argv
+    sys.argv = ["rlboundary train", "--multirun", *overrides]
+    try:
+        task()
+    except SystemExit as e:  # Hydra reports its own errors, then exits
+        if e.code:
+            raise UserError("the sweep could not be launched (Hydra's message above)") from None
+    finally:
+        sys.argv = argv
+    return report(sweep_dir, started)
+
+
+def report(sweep_dir: Path, started: float) -> int:
+    """Write ``sweep.json`` and print one line per job; 1 if any job failed."""
+    jobs = gather(sweep_dir, since=started)
+    failed = [j for j in jobs if j.get("status") == "failed"]
+    write_text(str(sweep_dir / SWEEP_RECORD), json.dumps(
+        {"sweep_dir": str(sweep_dir), "wall_s": round(time.time() - started, 1),
+         "jobs": jobs}, indent=1) + "\n")
+    print(f"\nsweep {sweep_dir}: {len(jobs)} jobs, {len(failed)} failed "
+          f"({time.time() - started:.0f} s)")
+    for j in jobs:
+        line = f"  {j['status']:<8} {j.get('seconds', 0):>7.1f} s  {j['name']}"
+        print(line + (f"  -- {j['error']}" if j.get("error") else ""))
+    if failed:
+        print("failed jobs resume with the same command (jobs done are skipped); tracebacks "
+              "in each job's error.txt", file=sys.stderr)
+    if jobs:
+        print(f"compare the runs: rlboundary report --compare {sweep_dir}")
+    return 1 if failed else 0
