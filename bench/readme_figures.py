@@ -187,7 +187,7 @@ def rewrite(text: str, figures: dict) -> str:
         if not pat.search(text):
             raise ValueError(f"README.md has no region <!-- figures:{name} -->")
         body = fn(figures, figures["machine"][part])
-        text = pat.sub(lambda mt: mt.group(1) + body + mt.group(2), text)
+        text = pat.sub(lambda mt, body=body: mt.group(1) + body + mt.group(2), text)
     return text
 
 

@@ -17,7 +17,6 @@ the rest from their newest checkpoint (`resume=auto`).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import traceback
@@ -126,9 +125,9 @@ def fixed_keys(overrides: list[str]) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
-    return [o.get_key_element() for o in parsed if o.get_key_element() not in swept
-            and not o.key_or_group.startswith("hydra")]
+    swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    return [o.key_or_group for o in parsed  # what Hydra's job naming compares
+            if o.key_or_group not in swept and not o.key_or_group.startswith("hydra")]
 
 
 def run_multirun(overrides: list[str], exclude_keys: list[str]) -> int:

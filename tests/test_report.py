@@ -265,3 +265,78 @@ def test_checkpoints_with_different_n_share_one_k_grid(tmp_path):
     assert s.loc[10, "pass@24"] == pytest.approx((df.c > 0).mean())
     html = write_report(run).read_text()
     assert "pass@k stops at k=24" in html
+
+
+def _twin_runs(root: Path) -> tuple[Path, Path]:
+    """Two runs probed against one base model: B has A's step-0 tables, its own later steps."""
+    a = make_run(root / "sweep" / "a", seed=0)
+    b = make_run(root / "sweep" / "b", seed=1)
+    for ds in DATASETS:
+        base = a / "probes" / ds / "step_00000000.parquet"
+        (b / "probes" / ds / base.name).write_bytes(base.read_bytes())
+    return a, b
+
+
+def test_compare_table_against_the_shared_base(tmp_path):
+    from rlboundary.report.compare import compare_table, write_compare
+
+    a, b = _twin_runs(tmp_path)
+    index = write_compare([tmp_path / "sweep"])
+    assert index == tmp_path / "sweep" / "compare" / "index.html"
+    html = index.read_text()
+    assert html.count("<img") == 3 * len(DATASETS) and ">a<" in html and ">b<" in html
+    df = pd.read_csv(index.parent / "arith_compare.csv")
+    assert list(df["run"]) == ["base model", "a", "b"] and list(df["step"]) == [0, 20, 20]
+    base = pd.read_parquet(a / "probes" / "arith" / "step_00000000.parquet")
+    for label, run in (("a", a), ("b", b)):
+        last = pd.read_parquet(run / "probes" / "arith" / "step_00000020.parquet")
+        row = df[df["run"] == label].iloc[0]
+        p1 = (last["c"] / last["n"]).mean()
+        assert row["pass@1"] == pytest.approx(p1)
+        assert row["diff@1"] == pytest.approx(p1 - (base["c"] / base["n"]).mean())
+        assert row["pass@1_lo"] < row["pass@1"] < row["pass@1_hi"]
+        assert row["delta_se"] == pytest.approx(df["pass@32"].iloc[0] - p1)
+        solved, base_solved = last["c"] > 0, base["c"] > 0
+        assert row["base_only"] == int((base_solved & ~solved).sum())
+        assert row["policy_only"] == int((~base_solved & solved).sum())
+        assert row[["both", "base_only", "policy_only", "neither"]].sum() == N_PROBLEMS
+    assert np.isnan(df["diff@1"].iloc[0])
+    # The run's own report says the same about its last checkpoint.
+    own = summary(load_run(a), "arith").set_index("step").loc[20]
+    assert df.loc[1, "pass@32"] == pytest.approx(own["pass@32"])
+    assert compare_table({"a": load_run(a)}, "arith").attrs["k"] == 32
+
+
+def test_compare_refuses_runs_with_different_base_models(tmp_path):
+    from rlboundary.errors import UserError
+    from rlboundary.report.compare import write_compare
+
+    make_run(tmp_path / "x", seed=0)
+    make_run(tmp_path / "y", seed=1)
+    with pytest.raises(UserError, match="not probed against the same base model"):
+        write_compare([tmp_path / "x", tmp_path / "y"])
+    with pytest.raises(UserError, match="no probed run"):
+        write_compare([tmp_path / "x" / "probes" / "arith"])
+
+
+def test_compare_goes_to_wandb_as_one_table_in_the_sweeps_group(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from rlboundary.report.compare import log_compare_wandb
+
+    _twin_runs(tmp_path)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wb"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    local = Path(log_compare_wandb([tmp_path / "sweep"], project="rlboundary-test"))
+    records = [r for p in local.glob("*.wandb") for r in wandb_records(p)]
+    runs = []
+    for data in records:
+        rec = pb.Record()
+        rec.ParseFromString(data)
+        if rec.WhichOneof("record_type") == "run":
+            runs.append(rec.run)
+    assert runs and runs[0].run_group == "sweep" and runs[0].job_type == "compare"
+    assert any(b"compare/arith" in r for r in records)

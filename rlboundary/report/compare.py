@@ -41,7 +41,8 @@ def find_runs(paths: list[str | Path]) -> dict[str, Path]:
         if not p.is_dir():
             raise UserError(f"not a directory: {p}")
         found = [p] if (p / "probes").is_dir() else sorted(
-            d.parent for d in p.rglob("probes") if d.is_dir() and "checkpoints" not in d.parts)
+            (d.parent for d in p.rglob("probes") if d.is_dir() and "checkpoints" not in d.parts),
+            key=_job_order)
         if not found:
             raise UserError(f"{p}: no probed run in it (no probes/ folder)")
         for run in found:
@@ -50,6 +51,13 @@ def find_runs(paths: list[str | Path]) -> dict[str, Path]:
             label = label or (str(run.relative_to(p)) if run != p else run.name)
             runs[label if label not in runs else str(run)] = run
     return runs
+
+
+def _job_order(run: Path) -> tuple[int, str]:
+    """A sweep's runs in the order its jobs ran (job.json), other runs after, by path."""
+    job = run / "job.json"
+    num = json.loads(job.read_text()).get("job") if job.exists() else None
+    return (num if isinstance(num, int) else 1 << 30, str(run))
 
 
 def _same_base(datas: dict[str, RunData], dataset: str) -> pd.DataFrame:

@@ -49,7 +49,7 @@ def compare_steps_figure(runs: dict[str, pd.DataFrame], k: int, dataset: str,
     """pass@1 (left) and pass@k (right) at every probed step of each run, 95% CI error bars;
     ``runs[label]`` has columns step, pass@1, pass@1_lo, pass@1_hi, pass@k, ...; ``base``
     holds the base model's pass@1 and pass@k for the dashed reference lines."""
-    fig, axes = _new((11.0, 3.8), ncols=2, sharey=True)
+    fig, axes = _new((11.0, 3.8), ncols=2)  # own y range each: pass@k_max moves little
     steps = sorted({int(s) for df in runs.values() for s in df["step"]})
     span = max(steps[-1] - steps[0], 1) if steps else 1
     for ax, kk in zip(axes, (1, k)):
@@ -64,6 +64,8 @@ def compare_steps_figure(runs: dict[str, pd.DataFrame], k: int, dataset: str,
         ax.set_title(f"pass@{kk}")
     axes[0].set_ylabel("pass@k (fraction of problems)")
     axes[0].set_ylim(-0.02, 1.02)
+    low, _ = axes[1].get_ylim()
+    axes[1].set_ylim(max(low, -0.02), 1.005)
     fig.suptitle(f"{dataset}: pass@1 and pass@{k} over training (error bars = 95% CI)")
     _outside_legend(axes[1])
     return fig

@@ -11,6 +11,8 @@ few problems lost at k=256 can be told from noise.
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from rlboundary import probes
@@ -60,7 +62,7 @@ def versus_base(base: pd.DataFrame, cur: pd.DataFrame, k: int, n_boot: int = 200
 
 
 def _cell(v: float) -> str:
-    return "-" if v != v else f"{v:.3f}"
+    return "-" if math.isnan(v) else f"{v:.3f}"
 
 
 def study_table(run_dir: str, dataset: str, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
