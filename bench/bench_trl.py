@@ -5,8 +5,10 @@ prompts with the same reward (`tasks.verify.compute_score` through the task), in
 with the same torch thread count: 32 prompts x 8 samples per RL step, at most 56 new tokens at
 T=1, two optimizer updates of 128 samples per RL step, one pass (no PPO epochs), no KL term.
 One RL step is one generation of 256 samples plus its two updates: for TRL that is two trainer
-steps (`steps_per_generation=2`). Medians over the steps after the first two (warm-up) are
-printed with their range, then the ratio. TRL is a bench-only dependency:
+steps (`steps_per_generation=2`), which also recomputes the old log-probs, as the local engine
+does by default; the local engine is also timed with verl's `bypass_mode` (the sampler's
+log-probs as the old ones). Medians over the steps after the first two (warm-up) are printed
+with their range and the ratios. TRL is a bench-only dependency:
 `pip install -e ".[bench]"`.
 
 Run from the repository root: `python bench/bench_trl.py [--steps 8] [--threads 1]`.
@@ -40,8 +42,9 @@ def task_rows():
     return task, [r for r in task.load(cache_dir=cache, **data) if r.split == "train"]
 
 
-def run_local(steps: int, threads: int) -> list[float]:
-    """Seconds per RL step of `rlboundary train` (its own timing_s/step, Ray start excluded)."""
+def run_local(steps: int, threads: int, bypass: bool) -> list[float]:
+    """Seconds per RL step of `rlboundary train` (its own timing_s/step, Ray start excluded);
+    ``bypass``: verl's ``algorithm.rollout_correction.bypass_mode`` (no old log-prob pass)."""
     from rlboundary.cli import main as cli
 
     with tempfile.TemporaryDirectory(prefix="rlb-bench-trl-") as run_dir:
@@ -50,7 +53,8 @@ def run_local(steps: int, threads: int) -> list[float]:
                     "trainer.probe=off", "trainer.logger=[console]", "trainer.track_kl=false",
                     f"trainer.threads={threads}", f"data.train_batch_size={PROMPTS}",
                     f"rollout.n={N}", f"rollout.response_length={MAX_NEW}",
-                    f"actor.ppo_mini_batch_size={UPDATE // N}", "actor.ppo_epochs=1"]) == 0
+                    f"actor.ppo_mini_batch_size={UPDATE // N}", "actor.ppo_epochs=1",
+                    f"algorithm.rollout_correction.bypass_mode={str(bypass).lower()}"]) == 0
         with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
             rows = [json.loads(x) for x in fh if x.strip()]
     return [r["timing_s/step"] for r in rows if r.get("kind") == "train"]
@@ -112,17 +116,22 @@ def main() -> None:
     ap.add_argument("--json", help="also write the per-step seconds to this file")
     args = ap.parse_args()
     trl = run_trl(args.steps, args.threads)
-    local = run_local(args.steps, args.threads)
+    local = run_local(args.steps, args.threads, bypass=False)
+    bypass = run_local(args.steps, args.threads, bypass=True)
+    med = lambda xs: statistics.median(xs[2:])  # noqa: E731
     print(f"\nGRPO, {PROMPTS} prompts x {N} samples, <= {MAX_NEW} new tokens, 2 updates of "
           f"{UPDATE}, fp32, {args.threads} thread(s); seconds per RL step, median of steps "
           f"3..{args.steps}:")
-    print(f"  TRL GRPOTrainer       {_stats(trl)}")
-    print(f"  rlboundary local      {_stats(local)}")
-    print(f"  ratio (TRL / local)   {statistics.median(trl[2:]) / statistics.median(local[2:]):.2f}x")
+    print(f"  TRL GRPOTrainer                       {_stats(trl)}")
+    print(f"  rlboundary local                      {_stats(local)}  TRL / local "
+          f"{med(trl) / med(local):.2f}x")
+    print(f"  rlboundary local, bypass_mode=true    {_stats(bypass)}  TRL / local "
+          f"{med(trl) / med(bypass):.2f}x")
     if args.json:
         from rlboundary.fileio import write_text
 
-        write_text(args.json, json.dumps({"trl": trl, "local": local}, indent=1))
+        write_text(args.json, json.dumps({"trl": trl, "local": local, "bypass": bypass},
+                                         indent=1))
 
 
 if __name__ == "__main__":

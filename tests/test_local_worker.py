@@ -11,7 +11,7 @@ import torch
 
 from rlboundary.tasks import TASKS
 from rlboundary.trainer.local.batch import collate, response_logprobs
-from rlboundary.trainer.local.step import DataOrder, StepContext, rollout
+from rlboundary.trainer.local.step import DataOrder, StepContext, padded, rollout
 from rlboundary.trainer.local.worker import NonFiniteError, PolicyWorker, verl_actor_config
 
 
@@ -51,6 +51,25 @@ def test_old_log_probs_equal_a_plain_forward(fixed):
     # the reference model starts as the same weights; padding holds zeros
     torch.testing.assert_close(batch["ref_log_prob"], logp)
     assert (batch["old_log_probs"][batch["response_mask"] == 0] == 0).all()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_bypass_mode_rollout_log_probs_are_the_old_log_probs(random_tiny_model, temperature):
+    """verl's bypass mode swaps the old log-prob pass for the sampler's own numbers: at top_p 1
+    they are the teacher-forced log-probs and entropies of log_softmax(logits / T)."""
+    worker = PolicyWorker(random_tiny_model, _cfg(), threads=1)
+    gen = worker.generate(["1+2?", "3*4-5?"], 3, seed=1, temperature=temperature, top_p=1.0,
+                          max_new_tokens=12)
+    batch = collate(gen["prompt_ids"], gen["response_ids"], worker.pad_id)
+    full = worker.compute_log_probs(batch, temperature)
+    mask = batch["response_mask"]
+    torch.testing.assert_close(padded(gen["rollout_log_probs"], mask), full["old_log_probs"],
+                               atol=2e-5, rtol=0)
+    torch.testing.assert_close(padded(gen["rollout_entropy"], mask), full["entropy"],
+                               atol=2e-5, rtol=0)
+    ref_only = worker.compute_log_probs(batch, temperature, policy=False)
+    assert set(ref_only) == {"ref_log_prob"}
+    torch.testing.assert_close(ref_only["ref_log_prob"], full["ref_log_prob"])
 
 
 def test_policy_loss_equals_verl_called_directly(fixed):

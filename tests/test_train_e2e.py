@@ -36,6 +36,7 @@ def train_lines(run_dir: str) -> dict[int, dict]:
 @pytest.mark.parametrize("algorithm,extra", [
     ("ppo", []), ("grpo", ["actor.use_kl_loss=true"]), ("rloo", []),
     ("reinforce_pp", ["algorithm.use_kl_in_reward=true"]), ("remax", []), ("dapo", []),
+    ("rloo", ["algorithm.rollout_correction.bypass_mode=true"]),
 ])
 def test_each_algorithm_trains_three_steps(trained_base, tmp_path, algorithm, extra):
     run = str(tmp_path / algorithm)

@@ -84,6 +84,19 @@ def _generate(ctx: StepContext, records: list[Record], n: int, seed: int, temper
                     top_p=float(r["top_p"]), max_new_tokens=int(r["response_length"]))
 
 
+# What a rollout keeps of each sample, as the policy worker's ``generate`` returns it.
+ROLLOUT_KEYS = ("prompt_ids", "response_ids", "texts", "finish_reasons", "rollout_log_probs",
+                "rollout_entropy")
+
+
+def padded(rows: list, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample float arrays -> ``(B, T)`` float32 right-padded with 0 (as ``mask``)."""
+    out = torch.zeros_like(mask, dtype=torch.float32)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = torch.as_tensor(np.asarray(r, dtype=np.float32))
+    return out * mask
+
+
 def rollout(ctx: StepContext, step: int) -> tuple[dict, dict[str, float]]:
     """Sample ``rollout.n`` responses for ``data.train_batch_size`` prompts and score them.
 
@@ -95,8 +108,7 @@ def rollout(ctx: StepContext, step: int) -> tuple[dict, dict[str, float]]:
     cfg, n = ctx.cfg, int(ctx.cfg["rollout"]["n"])
     want = int(cfg["data"]["train_batch_size"])
     fg = cfg["algorithm"]["filter_groups"]
-    kept: dict[str, list] = {k: [] for k in ("prompt_ids", "response_ids", "texts",
-                                             "finish_reasons", "score", "acc", "uid", "records")}
+    kept: dict[str, list] = {k: [] for k in (*ROLLOUT_KEYS, "score", "acc", "uid", "records")}
     rounds, seen, groups = 0, 0, 0
     while groups < want:
         rounds += 1
@@ -113,19 +125,18 @@ def rollout(ctx: StepContext, step: int) -> tuple[dict, dict[str, float]]:
         for i in np.flatnonzero(keep):
             if groups >= want and i % n == 0:
                 break
-            for k, v in (("prompt_ids", gen["prompt_ids"][i]), ("response_ids",
-                         gen["response_ids"][i]), ("texts", gen["texts"][i]),
-                         ("finish_reasons", gen["finish_reasons"][i]), ("score", score[i]),
-                         ("acc", acc[i]), ("uid", uid[i]), ("records", records[i // n])):
+            for k in ROLLOUT_KEYS:
+                kept[k].append(gen[k][i])
+            for k, v in (("score", score[i]), ("acc", acc[i]), ("uid", uid[i]),
+                         ("records", records[i // n])):
                 kept[k].append(v)
             groups += int(i % n == 0)
         cap = int(fg["max_num_gen_batches"])
         if not fg["enable"] or (cap and rounds >= cap):
             break
     if not kept["uid"]:  # every group filtered out up to the cap: the last round as it is
-        kept = {"prompt_ids": gen["prompt_ids"], "response_ids": gen["response_ids"],
-                "texts": gen["texts"], "finish_reasons": gen["finish_reasons"], "score": score,
-                "acc": acc, "uid": list(uid), "records": [r for r in records for _ in range(n)]}
+        kept = {**{k: gen[k] for k in ROLLOUT_KEYS}, "score": score, "acc": acc,
+                "uid": list(uid), "records": [r for r in records for _ in range(n)]}
     metrics = {"train/gen_rounds": rounds, "train/kept_groups": groups,
                "train/prompts_sampled": seen}
     return kept, metrics
@@ -218,8 +229,14 @@ def train_step(ctx: StepContext, step: int) -> dict[str, float]:
     if alg["baseline"]:
         with _timer("gen_baseline", timing):
             batch["reward_baselines"] = baseline_rewards(ctx, kept, step)
+    bypass = bool(alg["rollout_correction"]["bypass_mode"])
+    if bypass:  # verl's bypass mode: the rollout's own log-probs are the old ones
+        batch["old_log_probs"] = padded(kept["rollout_log_probs"], batch["response_mask"])
+        batch["entropy"] = padded(kept["rollout_entropy"], batch["response_mask"])
     with _timer("old_log_prob", timing):
-        batch.update(ctx.call("compute_log_probs", batch, float(cfg["rollout"]["temperature"])))
+        if not bypass or cfg["use_ref"]:
+            batch.update(ctx.call("compute_log_probs", batch,
+                                  float(cfg["rollout"]["temperature"]), policy=not bypass))
     if cfg["use_critic"]:
         with _timer("values", timing):
             batch["values"] = ctx.call("compute_values", batch)

@@ -110,7 +110,8 @@ class PolicyWorker:
                  top_p: float, max_new_tokens: int) -> dict[str, Any]:
         """``n`` samples per prompt from the current weights, prompt-major.
 
-        -> ``prompt_ids`` (per sample), ``response_ids``, ``texts``, ``finish_reasons``.
+        -> ``prompt_ids`` (per sample), ``response_ids``, ``texts``, ``finish_reasons``, and
+        the sampler's ``rollout_log_probs`` / ``rollout_entropy`` per token (float32 arrays).
         """
         from rlboundary.trainer.scoring import encode_prompts
 
@@ -120,7 +121,8 @@ class PolicyWorker:
         enc = encode_prompts(self.tokenizer, prompts)
         return {"prompt_ids": [enc[i] for i in batch.prompt_index],
                 "response_ids": [t.tolist() for t in batch.token_ids], "texts": batch.texts,
-                "finish_reasons": batch.finish_reasons}
+                "finish_reasons": batch.finish_reasons, "rollout_log_probs": batch.logprobs,
+                "rollout_entropy": batch.entropies}
 
     @property
     def pad_id(self) -> int:
@@ -128,19 +130,23 @@ class PolicyWorker:
 
     # ------------------------------------------------------------------ log-probs and values
     @torch.no_grad()
-    def compute_log_probs(self, batch: dict, temperature: float) -> dict[str, torch.Tensor]:
-        """``old_log_probs (B, T)`` and ``entropy (B, T)`` under the current policy, and
+    def compute_log_probs(self, batch: dict, temperature: float, policy: bool = True
+                          ) -> dict[str, torch.Tensor]:
+        """``old_log_probs (B, T)`` and ``entropy (B, T)`` under the current policy (unless
+        ``policy=False``: verl's bypass mode took them from the rollout), and
         ``ref_log_prob (B, T)`` under the reference model when there is one."""
         batch = self._to_device(batch)
         self.policy.eval()
         B, T = batch["responses"].shape
-        keys = ["old_log_probs", "entropy"] + (["ref_log_prob"] if self.ref is not None else [])
+        keys = (["old_log_probs", "entropy"] if policy else []) + \
+            (["ref_log_prob"] if self.ref is not None else [])
         out = {k: torch.zeros((B, T), dtype=torch.float32, device=self.device) for k in keys}
         for micro in micro_batches({**batch, "row": torch.arange(B, device=self.device)},
                                    int(self.actor["ppo_micro_batch_size_per_gpu"])):
             rows, width = micro["row"], micro["responses"].shape[1]
-            lp, ent = response_logprobs(self.policy, micro, temperature)
-            out["old_log_probs"][rows, :width], out["entropy"][rows, :width] = lp, ent
+            if policy:
+                lp, ent = response_logprobs(self.policy, micro, temperature)
+                out["old_log_probs"][rows, :width], out["entropy"][rows, :width] = lp, ent
             if self.ref is not None:
                 out["ref_log_prob"][rows, :width] = response_logprobs(self.ref, micro,
                                                                       temperature, False)[0]
