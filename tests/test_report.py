@@ -21,7 +21,7 @@ from rlboundary.report.load import k_grid, load_metrics, summary
 N_PROBLEMS, N_SAMPLES = 50, 32
 DATASETS = ("arith", "math")
 FIGS = ("pass_at_k", "pass_over_steps", "coverage", "transitions", "accuracy_hist",
-        "perplexity", "entropy")
+        "perplexity", "entropy", "cover")
 
 
 def _probe_table(rng, dataset: str, step: int, p_base: np.ndarray, *, validity: bool,

@@ -17,7 +17,7 @@ from typing import Callable
 import pandas as pd
 
 from rlboundary.probes.suite import APPROX_BELOW
-from rlboundary.report import plots
+from rlboundary.report import plots, plots_probes
 from rlboundary.report.load import RunData, load_run, summary
 from rlboundary.report.training import training_section
 
@@ -42,6 +42,9 @@ FIGURES: list[tuple[str, str, Callable, str | None]] = [
      "over problems).", plots.entropy_figure, "steps"),
     ("validity", "Final-answer pass@k beside whole-trace-validity pass@k.",
      plots.validity_figure, None),
+    ("cover", "cover@τ: the share of problems solved at least a fraction τ of the time "
+     "(c/n >= τ), log τ axis; pass@k is its Beta(1, k)-weighted mean, so small k reads the "
+     "right end and large k the left. Base model black dashed.", plots_probes.cover_figure, None),
 ]
 # Why a figure builder returned None (its input was not measured).
 UNMEASURED = {
