@@ -24,35 +24,57 @@ import sys
 import time
 from typing import Iterator
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rlboundary.cli_help import settings_help
 from rlboundary.errors import UserError
 from rlboundary.settings_check import check_settings
 
 
-def compose(overrides: list[str]) -> DictConfig:
-    from hydra import compose as hydra_compose
+def compose_hydra(overrides: list[str], multirun: bool = False) -> DictConfig:
+    """The config of conf/config.yaml with ``overrides``, its ``hydra`` node included (where a
+    sweep writes, how it names jobs); with ``multirun`` a sweep's comma lists are left for the
+    sweeper. Raises ``UserError`` with Hydra's first line when the overrides do not compose."""
     from hydra import initialize_config_module
-
-    from rlboundary.console import quiet
-
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
+    from hydra.types import RunMode
     from omegaconf.errors import OmegaConfBaseException
 
+    mode = RunMode.MULTIRUN if multirun else RunMode.RUN
     try:
         with initialize_config_module(config_module="rlboundary.conf", version_base=None):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
+            return GlobalHydra.instance().hydra.compose_config(
+                "config", overrides, run_mode=mode, from_shell=False,
+                with_log_configuration=False)
     except (HydraException, OmegaConfBaseException) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"bad setting: {first} (rlboundary COMMAND --help lists the "
                         f"settings)") from None
+
+
+def settle(cfg: DictConfig) -> DictConfig:
+    """Check a composed config's settings (``UserError`` naming the bad one) and quiet
+    third-party output unless ``verbose``; returns ``cfg``."""
+    from rlboundary.console import quiet
+
     check_settings(cfg)
     quiet(bool(cfg.get("verbose", False)))
     return cfg
 
 
-#: Main settings and what each expects: (key, type, test, what it expects).
+def without_hydra(cfg: DictConfig) -> DictConfig:
+    """``cfg`` less its ``hydra`` node (as Hydra's compose API returns it)."""
+    with open_dict(cfg):
+        cfg.pop("hydra", None)
+    return cfg
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The checked config a command runs with (no ``hydra`` node); see ``compose_hydra``."""
+    return settle(without_hydra(compose_hydra(overrides)))
+
+
 def recipe_overrides(recipe: str | None) -> list[str]:
     """A recipe file (`# @package _global_`, config only) composed on top of conf/config.yaml:
     its folder's parent joins Hydra's search path and the folder becomes a config group."""
@@ -250,10 +272,11 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int | None:
 
     if args.multirun:
         return sweep.run_multirun(overrides, exclude_keys=recipe_keys(args.recipe))
-    if sweep.composed(overrides).hydra.sweeper.get("params"):
+    cfg = compose_hydra(overrides)
+    if cfg.hydra.sweeper.get("params"):
         raise UserError(f"{args.recipe} is a sweep (hydra.sweeper.params): run it with "
                         "`rlboundary train -m --recipe ...`")
-    cfg = compose(overrides)
+    cfg = settle(without_hydra(cfg))
     timings: dict[str, float] = {}
     result = run_train(cfg, timings)
     print_summary(result["probes"])
@@ -383,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlboundary: unrecognised arguments {bad}; settings are key=value overrides "
               f"(rlboundary {args.command} --help lists them)", file=sys.stderr)
         return 2
+    rc = 0
     try:
         full = recipe_overrides(args.recipe) + expand_shorthands(overrides)
         if show_cfg:
@@ -396,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(user).split()) or type(user).__name__
         print(f"rlboundary: {msg}", file=sys.stderr)
         return 2
-    return int(rc or 0) if not show_cfg else 0
+    return int(rc or 0)
 
 
 if __name__ == "__main__":

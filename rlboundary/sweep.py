@@ -47,9 +47,7 @@ def train_job(cfg: DictConfig) -> dict[str, Any]:
     """
     from hydra.core.hydra_config import HydraConfig
 
-    from rlboundary.cli import run_train, write_report
-    from rlboundary.console import quiet
-    from rlboundary.settings_check import check_settings
+    from rlboundary.cli import run_train, settle, write_report
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -67,8 +65,7 @@ def train_job(cfg: DictConfig) -> dict[str, Any]:
         cfg.trainer.experiment_name = f"{sweep}/{record['name']}"
     t0 = time.perf_counter()
     try:
-        check_settings(cfg)
-        quiet(bool(cfg.verbose))
+        settle(cfg)
         timings: dict[str, float] = {}
         result = run_train(cfg, timings)
         if result["probes"]:
@@ -99,26 +96,6 @@ def gather(sweep_dir: str | Path, since: float = 0.0) -> list[dict]:
     return sorted((j for j in jobs if j), key=lambda j: (j.get("job", 0), j["run_dir"]))
 
 
-def composed(overrides: list[str], multirun: bool = False) -> DictConfig:
-    """The config with its ``hydra`` node (where a sweep writes, how it names jobs); with
-    ``multirun`` the sweep's own comma lists are left for the sweeper. Raises ``UserError``
-    with Hydra's first line when the overrides do not compose."""
-    from hydra import initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from hydra.types import RunMode
-    from omegaconf.errors import OmegaConfBaseException
-
-    mode = RunMode.MULTIRUN if multirun else RunMode.RUN
-    try:
-        with initialize_config_module(config_module="rlboundary.conf", version_base=None):
-            return GlobalHydra.instance().hydra.compose_config(
-                "config", overrides, run_mode=mode, with_log_configuration=False)
-    except (HydraException, OmegaConfBaseException) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"bad setting: {first}") from None
-
-
 def fixed_keys(overrides: list[str]) -> list[str]:
     """Keys of the overrides that are the same in every job (no comma list, range or choice):
     left out of job directory names, which then show only what the sweep varies."""
@@ -139,7 +116,9 @@ def run_multirun(overrides: list[str], exclude_keys: list[str]) -> int:
     """
     import hydra
 
-    cfg = composed(overrides, multirun=True)
+    from rlboundary.cli import compose_hydra
+
+    cfg = compose_hydra(overrides, multirun=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     names = OmegaConf.to_container(cfg.hydra.job.config.override_dirname.exclude_keys)
     names += exclude_keys + fixed_keys(overrides)
