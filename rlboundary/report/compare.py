@@ -32,32 +32,40 @@ BASE = "base model"
 def find_runs(paths: list[str | Path]) -> dict[str, Path]:
     """{label: run directory} for every run under ``paths`` (a run directory holds ``probes/``).
 
-    A path may be a run or a folder of runs (a sweep's directory). Labels are the sweep job's
-    name (``job.json``) or the path relative to the folder given. Raises ``UserError`` when a
-    path is missing or holds no probed run.
+    A path may be a run or a folder of runs (a sweep's directory, whose runs come in the order
+    its jobs ran). Labels are the sweep job's name (``job.json``) or the path relative to the
+    folder given. Raises ``UserError`` when a path is missing or holds no probed run.
     """
     runs: dict[str, Path] = {}
     for p in map(Path, paths):
         if not p.is_dir():
             raise UserError(f"not a directory: {p}")
-        found = [p] if (p / "probes").is_dir() else sorted(
-            (d.parent for d in p.rglob("probes") if d.is_dir() and "checkpoints" not in d.parts),
-            key=_job_order)
+        found = [p] if (p / "probes").is_dir() else [
+            d.parent for d in p.rglob("probes") if d.is_dir() and "checkpoints" not in d.parts]
         if not found:
             raise UserError(f"{p}: no probed run in it (no probes/ folder)")
-        for run in found:
-            job = run / "job.json"
-            label = json.loads(job.read_text()).get("name") if job.exists() else None
-            label = label or (str(run.relative_to(p)) if run != p else run.name)
+        jobs = {run: _job_record(run) for run in found}
+        for run in sorted(found, key=lambda r: (jobs[r].get("job", 1 << 30), str(r))):
+            label = jobs[run].get("name") or (str(run.relative_to(p)) if run != p else run.name)
             runs[label if label not in runs else str(run)] = run
     return runs
 
 
-def _job_order(run: Path) -> tuple[int, str]:
-    """A sweep's runs in the order its jobs ran (job.json), other runs after, by path."""
+def _job_record(run: Path) -> dict:
+    """The sweep's ``job.json`` of a run ({} for a run outside a sweep)."""
     job = run / "job.json"
-    num = json.loads(job.read_text()).get("job") if job.exists() else None
-    return (num if isinstance(num, int) else 1 << 30, str(run))
+    return json.loads(job.read_text()) if job.exists() else {}
+
+
+def load_runs(paths: list[str | Path]) -> tuple[dict[str, Path], dict[str, RunData], list[str]]:
+    """(runs as ``find_runs``, their loaded data, the datasets all of them probed); raises
+    ``UserError`` when they share no dataset."""
+    runs = find_runs(paths)
+    datas = {label: load_run(run) for label, run in runs.items()}
+    datasets = sorted(set.intersection(*(set(d.datasets) for d in datas.values())))
+    if not datasets:
+        raise UserError("the runs share no probed dataset")
+    return runs, datas, datasets
 
 
 def _same_base(datas: dict[str, RunData], dataset: str) -> pd.DataFrame:
@@ -87,7 +95,7 @@ def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -
                      **versus_base(base, data.table(dataset, last), k, n_boot=n_boot)})
     df = pd.DataFrame(rows)
     df.loc[0, [c for c in df.columns if c.startswith("diff@")] + ["crossover_k"]] = np.nan
-    df.attrs["k"] = k
+    df.attrs.update(k=k, problems=len(base))
     return df
 
 
@@ -163,7 +171,7 @@ def dataset_section(datas: dict[str, RunData], dataset: str, out: Path) -> str:
     html_figs = [_figure_html(save(fig, out / f"{_slug(dataset)}_compare_{i}.png"), cap)
                  for i, (fig, cap) in enumerate(figs)]
     return (f"<h2>{html.escape(dataset)}</h2><p class='meta'>{len(datas)} runs, "
-            f"{len(_same_base(datas, dataset))} problems, k_max = {k}</p>"
+            f"{df.attrs['problems']} problems, k_max = {k}</p>"
             f"{table_html(df)}{''.join(html_figs)}")
 
 
@@ -173,11 +181,7 @@ def write_compare(paths: list[str | Path], out_dir: str | Path | None = None) ->
     ``out_dir`` defaults to ``<first path>/compare``. Raises ``UserError`` when fewer than one
     run is found or the runs were not probed against the same base model.
     """
-    runs = find_runs(paths)
-    datas = {label: load_run(run) for label, run in runs.items()}
-    datasets = sorted(set.intersection(*(set(d.datasets) for d in datas.values())))
-    if not datasets:
-        raise UserError("the runs share no probed dataset")
+    runs, datas, datasets = load_runs(paths)
     out = Path(out_dir) if out_dir else Path(paths[0]) / "compare"
     out.mkdir(parents=True, exist_ok=True)
     sections = [dataset_section(datas, ds, out) for ds in datasets]
@@ -204,12 +208,11 @@ def log_compare_wandb(paths: list[str | Path], project: str, group: str | None =
     from rlboundary.report.wandb_log import _wandb, resolve_mode
 
     wandb = _wandb()
-    runs = find_runs(paths)
-    datas = {label: load_run(run) for label, run in runs.items()}
+    _, datas, datasets = load_runs(paths)
     group = group or Path(paths[0]).name
     run = wandb.init(project=project, group=group, job_type="compare", name=f"{group}/compare",
                      mode=resolve_mode(), settings=wandb.Settings(console="off"))
-    for ds in sorted(set.intersection(*(set(d.datasets) for d in datas.values()))):
+    for ds in datasets:
         df = compare_table(datas, ds)
         run.log({f"compare/{ds}": wandb.Table(dataframe=df.astype({"run": str}))})
     local = str(Path(run.dir).parent)

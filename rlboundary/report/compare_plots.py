@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from rlboundary.report.plots import (BASE_COLOR, COVERAGE_COLORS, COVERAGE_LABELS,
-                                     CURVE_MARKERS, OKABE_ITO, _bar_width, _crowded,
-                                     _log2_k_axis, _new, _outside_legend, _step_axis, _styled)
+from rlboundary.report.plots import (BASE_COLOR, COVERAGE_COLORS, CURVE_MARKERS, OKABE_ITO,
+                                     _bar_width, _crowded, _log2_k_axis, _new, _outside_legend,
+                                     _step_axis, _styled, stacked_ledger)
 
 RUN_COLORS = [OKABE_ITO[c] for c in ("blue", "orange", "green", "vermillion", "sky", "purple",
                                      "yellow", "grey")]
@@ -76,22 +76,10 @@ def compare_ledger_figure(table: pd.DataFrame, dataset: str) -> Figure:
     """Stacked ledger counts (columns both, policy_only, base_only, neither) per run."""
     labels = [str(r) for r in table["run"]]
     fig, ax = _new((_bar_width(len(labels)), 3.8))
-    x = np.arange(len(labels))
-    bottom = np.zeros(len(labels))
-    for key in ("both", "policy_only", "base_only", "neither"):
-        vals = table[key].to_numpy(float)
-        ax.bar(x, vals, bottom=bottom, color=COVERAGE_COLORS[key], width=0.7,
-               label=COVERAGE_LABELS[key], edgecolor="white", lw=0.5)
-        for xi, v, b0 in zip(x, vals, bottom):
-            if v > 0:
-                ax.text(xi, b0 + v / 2, str(int(v)), ha="center", va="center", fontsize=7,
-                        color="black" if key == "neither" else "white")
-        bottom += vals
-    ax.set_xticks(x, labels, **({"rotation": 30, "ha": "right"} if len(labels) > 3 else
-                                _crowded(len(labels))))
-    ax.set_ylabel("number of problems")
-    ax.grid(axis="x", visible=False)
+    stacked_ledger(ax, {key: table[key].to_numpy(float) for key in COVERAGE_COLORS},
+                   lambda v: v > 0)
+    ax.set_xticks(np.arange(len(labels)), labels,
+                  **({"rotation": 30, "ha": "right"} if len(labels) > 3 else
+                     _crowded(len(labels))))
     ax.set_title(f"{dataset}: solvability vs base, last checkpoint of each run")
-    handles, names = ax.get_legend_handles_labels()
-    ax.legend(handles[::-1], names[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig

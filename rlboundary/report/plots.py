@@ -247,27 +247,35 @@ def coverage_figure(data: RunData, dataset: str) -> Figure:
     """
     steps, counts = _coverage_counts(data, dataset)
     fig, ax = _new((_bar_width(len(steps)), 3.8))
-    x = np.arange(len(steps))
-    bottom = np.zeros(len(steps))
     total = max(sum(c[0] for c in counts.values()), 1) if steps else 1
+    # the count inside its segment, when the segment is tall and wide enough to read
+    stacked_ledger(ax, counts, lambda v: v >= 0.04 * total and len(steps) <= 25)
+    ax.set_xticks(np.arange(len(steps)), [str(s) for s in steps], **_crowded(len(steps)))
+    ax.set_xlabel("checkpoint (training step)")
+    ax.set_title(f"{dataset}: solvability vs base (solved = any of n samples correct)")
+    return fig
+
+
+def stacked_ledger(ax, counts, label_if) -> None:
+    """One stacked bar per column of ``counts`` ({category: (B,) problem counts}), the ledger
+    categories bottom-up both, policy only, base only, neither; a segment's count is written in
+    it when ``label_if(count)``. Sets the y label and the legend (top-down = stack top-down)."""
+    first = next(iter(counts.values()))
+    x = np.arange(len(first))
+    bottom = np.zeros(len(first))
     for key in ("both", "policy_only", "base_only", "neither"):
-        vals = np.array(counts[key], float)
+        vals = np.asarray(counts[key], float)
         ax.bar(x, vals, bottom=bottom, color=COVERAGE_COLORS[key], width=0.7,
                label=COVERAGE_LABELS[key], edgecolor="white", lw=0.5)
         for xi, v, b0 in zip(x, vals, bottom):
-            # the count inside its segment, when the segment is tall and wide enough to read
-            if v >= 0.04 * total and len(steps) <= 25:
+            if label_if(v):
                 ax.text(xi, b0 + v / 2, str(int(v)), ha="center", va="center", fontsize=7,
                         color="black" if key == "neither" else "white")
         bottom += vals
-    ax.set_xticks(x, [str(s) for s in steps], **_crowded(len(steps)))
-    ax.set_xlabel("checkpoint (training step)")
     ax.set_ylabel("number of problems")
     ax.grid(axis="x", visible=False)
-    ax.set_title(f"{dataset}: solvability vs base (solved = any of n samples correct)")
-    handles, labels = ax.get_legend_handles_labels()  # legend top-down = stack top-down
+    handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return fig
 
 
 @_styled
