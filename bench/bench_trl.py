@@ -36,10 +36,10 @@ def task_rows():
     from rlboundary.cli import compose, plain
     from rlboundary.tasks import TASKS
 
-    data = plain(compose([]).data)
+    cfg = compose([])
+    data = plain(cfg.data)
     task = TASKS.get(data.pop("name"))
-    cache = compose([]).cache_dir
-    return task, [r for r in task.load(cache_dir=cache, **data) if r.split == "train"]
+    return task, [r for r in task.load(cache_dir=cfg.cache_dir, **data) if r.split == "train"]
 
 
 def run_local(steps: int, threads: int, bypass: bool) -> list[float]:

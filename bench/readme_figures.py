@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import re
@@ -50,12 +51,6 @@ def run_json(cmd: list[str]) -> dict:
         return json.loads(Path(out).read_text())
 
 
-def first(cell: str) -> float:
-    """The estimate of a study-table cell such as `0.656 [0.596, 0.717]` (NaN for `-`)."""
-    head = str(cell).split()[0]
-    return float("nan") if head == "-" else float(head)
-
-
 def measure_demo() -> dict:
     """`rlboundary demo` in a fresh cache: its wall time, then `demo_figures` of its run."""
     with tempfile.TemporaryDirectory(prefix="rlb-figures-") as tmp:
@@ -72,23 +67,26 @@ def measure_demo() -> dict:
 
 def demo_figures(run_dir: str, cache: str) -> dict:
     """The figures the README quotes from one demo run and the base build in `cache`."""
-    from rlboundary.report.study import study_table
+    from rlboundary.report.load import load_run
+    from rlboundary.report.study import study_table, versus_base
 
-    table = study_table(run_dir, "arithmetic")
+    data = load_run(run_dir)
+    steps = data.steps("arithmetic")
+    k = int(min(data.table("arithmetic", s)["n"].min() for s in steps))  # as study_table
+    base_t = data.table("arithmetic", 0)
+    b = versus_base(base_t, base_t, k)
+    v = versus_base(base_t, data.table("arithmetic", steps[-1]), k)
     probes = [json.loads(x) for x in Path(run_dir, "metrics.jsonl").read_text().splitlines()]
     probes = {r["step"]: r for r in probes if r.get("kind") != "train"}
     (build,) = Path(cache, "base").glob("*/build_info.json")
     info = json.loads(build.read_text())
-    base, last = table.iloc[0], table.iloc[-1]
-    k = int([c for c in table.columns if c.startswith("pass@")][-1].split("@")[1])
     return {"base_build_s": info["seconds"], "params": info["params"],
-            "table": table.to_string(index=False), "k": k, "last_step": int(last["step"]),
-            "pass1": [first(base["pass@1"]), first(last["pass@1"])],
-            "passk": [first(base[f"pass@{k}"]), first(last[f"pass@{k}"])],
-            "ppl": [first(base["ppl_base mean"]), first(last["ppl_base mean"])],
-            "entropy": [first(base["entropy"]), first(last["entropy"])],
-            "lost": int(last["base only"]), "gained": int(last["RL only"]),
-            "crossover_k": probes[int(last["step"])].get("crossover_k"),
+            "table": study_table(run_dir, "arithmetic").to_string(index=False), "k": k,
+            "last_step": int(steps[-1]),
+            **{key: [b[m], v[m]] for key, m in (("pass1", "pass@1"), ("passk", f"pass@{k}"),
+                                                 ("ppl", "ppl_base"), ("entropy", "entropy"))},
+            "lost": v["base_only"], "gained": v["policy_only"],
+            "crossover_k": None if math.isnan(v["crossover_k"]) else v["crossover_k"],
             "base_pass16": probes[0]["pass@16"], "base_valid1": probes[0]["valid_pass@1"]}
 
 

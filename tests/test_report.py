@@ -220,21 +220,25 @@ def wandb_records(path) -> list[bytes]:
     return out
 
 
-def wandb_summary_rules(local_dir) -> dict[str, str]:
-    """{metric name or glob: summary rule}, in order, from an offline run's define_metric
-    records."""
+def wandb_typed(local_dir, kind: str) -> list:
+    """The ``kind`` parts (``metric``, ``run``, ...) of an offline run's records, in order."""
     from wandb.proto import wandb_internal_pb2 as pb
 
-    rules = {}
+    out = []
     for path in local_dir.glob("*.wandb"):
         for data in wandb_records(path):
             rec = pb.Record()
             rec.ParseFromString(data)
-            if rec.WhichOneof("record_type") == "metric":
-                m = rec.metric
-                rules[m.name or m.glob_name] = ("none" if m.summary.none else
-                                                "last" if m.summary.last else "")
-    return rules
+            if rec.WhichOneof("record_type") == kind:
+                out.append(getattr(rec, kind))
+    return out
+
+
+def wandb_summary_rules(local_dir) -> dict[str, str]:
+    """{metric name or glob: summary rule}, in order, from an offline run's define_metric
+    records."""
+    return {m.name or m.glob_name: "none" if m.summary.none else "last" if m.summary.last
+            else "" for m in wandb_typed(local_dir, "metric")}
 
 
 def test_wandb_live_hook_logs_one_step(run_dir, tmp_path, monkeypatch):
@@ -321,8 +325,6 @@ def test_compare_refuses_runs_with_different_base_models(tmp_path):
 
 def test_compare_goes_to_wandb_as_one_table_in_the_sweeps_group(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from wandb.proto import wandb_internal_pb2 as pb
-
     from rlboundary.report.compare import log_compare_wandb
 
     _twin_runs(tmp_path)
@@ -332,11 +334,6 @@ def test_compare_goes_to_wandb_as_one_table_in_the_sweeps_group(tmp_path, monkey
     monkeypatch.setenv("WANDB_SILENT", "true")
     local = Path(log_compare_wandb([tmp_path / "sweep"], project="rlboundary-test"))
     records = [r for p in local.glob("*.wandb") for r in wandb_records(p)]
-    runs = []
-    for data in records:
-        rec = pb.Record()
-        rec.ParseFromString(data)
-        if rec.WhichOneof("record_type") == "run":
-            runs.append(rec.run)
+    runs = wandb_typed(local, "run")
     assert runs and runs[0].run_group == "sweep" and runs[0].job_type == "compare"
     assert any(b"compare/arith" in r for r in records)

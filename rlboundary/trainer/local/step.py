@@ -85,8 +85,7 @@ def _generate(ctx: StepContext, records: list[Record], n: int, seed: int, temper
 
 
 # What a rollout keeps of each sample, as the policy worker's ``generate`` returns it.
-ROLLOUT_KEYS = ("prompt_ids", "response_ids", "texts", "finish_reasons", "rollout_log_probs",
-                "rollout_entropy")
+ROLLOUT_KEYS = ("prompt_ids", "response_ids", "texts", "finish_reasons", "rollout_log_probs")
 
 
 def padded(rows: list, mask: torch.Tensor) -> torch.Tensor:
@@ -232,7 +231,6 @@ def train_step(ctx: StepContext, step: int) -> dict[str, float]:
     bypass = bool(alg["rollout_correction"]["bypass_mode"])
     if bypass:  # verl's bypass mode: the rollout's own log-probs are the old ones
         batch["old_log_probs"] = padded(kept["rollout_log_probs"], batch["response_mask"])
-        batch["entropy"] = padded(kept["rollout_entropy"], batch["response_mask"])
     with _timer("old_log_prob", timing):
         if not bypass or cfg["use_ref"]:
             batch.update(ctx.call("compute_log_probs", batch,
