@@ -45,7 +45,7 @@ def compose_hydra(overrides: list[str], multirun: bool = False) -> DictConfig:
     try:
         with initialize_config_module(config_module="rlboundary.conf", version_base=None):
             return GlobalHydra.instance().hydra.compose_config(
-                "config", overrides, run_mode=mode, from_shell=False,
+                "config", verl_keys(overrides), run_mode=mode, from_shell=False,
                 with_log_configuration=False)
     except (HydraException, OmegaConfBaseException) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -255,9 +255,11 @@ def cmd_report(args: argparse.Namespace, overrides: list[str]) -> None:
 def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
     """Build (or find) the base model, then train it with the configured engine, probing
     every checkpoint unless `trainer.probe=off`."""
-    if cfg.engine != "local":
-        raise SystemExit(f"rlboundary: engine={cfg.engine} is not available yet (planned: "
-                         "verl on GPU clusters); use engine=local")
+    if cfg.engine == "verl":
+        return run_train_verl(cfg, timings)
+    if cfg.trainer.probe == "after":
+        raise UserError("trainer.probe=after is engine=verl's (probe once the GPUs are free); "
+                        "the local engine probes async, sync or off")
     from rlboundary.trainer.local.engine import train
 
     base = resolve_base(cfg, timings)
@@ -265,6 +267,19 @@ def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
     with phase(f"train {cfg.algorithm.name} for {cfg.trainer.total_training_steps} steps "
                f"-> {cfg.run_dir}", timings):
         return train({**plain(cfg), "policy_path": base}, settings)
+
+
+def run_train_verl(cfg: DictConfig, timings: dict[str, float]) -> dict:
+    """engine=verl: the base is ``base.path`` (a local directory or a hub id verl downloads)
+    or the tiny model we build; verl trains, our checkpoint callback probes."""
+    from rlboundary.trainer.verl.launch import train
+
+    base = cfg.base.path or build_base(cfg, timings)
+    settings = probe_settings(cfg, base) if cfg.trainer.probe != "off" else None
+    what = "check" if cfg.dry_run else "train"
+    with phase(f"verl: {what} {cfg.algorithm.name} for {cfg.trainer.total_training_steps} "
+               f"steps -> {cfg.run_dir}", timings):
+        return train(plain(cfg), base, settings)
 
 
 def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int | None:
@@ -279,6 +294,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int | None:
     cfg = settle(without_hydra(cfg))
     timings: dict[str, float] = {}
     result = run_train(cfg, timings)
+    if "verl_config" in result:
+        return None
     print_summary(result["probes"])
     if result["probes"]:
         write_report(cfg, cfg.run_dir, timings)
@@ -308,6 +325,13 @@ def cmd_verify(args: argparse.Namespace, overrides: list[str]) -> None:
 
 
 SHORTHANDS = {"base": "base.path"}
+
+
+def verl_keys(overrides: list[str]) -> list[str]:
+    """``verl.KEY=VALUE`` (any key of verl's ppo_trainer config, which ours does not declare)
+    becomes ``++verl.KEY=VALUE``: added to the ``verl`` node, or replacing a recipe's value."""
+    return [f"++{o.lstrip('+')}" if o.lstrip("+").startswith("verl.") else o
+            for o in overrides]
 
 
 def expand_shorthands(overrides: list[str]) -> list[str]:
@@ -408,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rc = 0
     try:
-        full = recipe_overrides(args.recipe) + expand_shorthands(overrides)
+        full = recipe_overrides(args.recipe) + verl_keys(expand_shorthands(overrides))
         if show_cfg:
             print_config(args, full)
         else:

@@ -47,7 +47,12 @@ _CHECKS = (
     ("trainer.total_training_steps", int, lambda v: v >= 0, "a whole number >= 0"),
     ("trainer.save_freq", int, lambda v: v >= 0, "a whole number >= 0 (0: no checkpoints)"),
     ("trainer.keep_last", int, lambda v: v >= 1, "null or a whole number >= 1"),
-    ("trainer.probe", str, lambda v: v in ("async", "sync", "off"), "async, sync or off"),
+    ("trainer.probe", str, lambda v: v in ("async", "sync", "after", "off"),
+     "async, sync, after (engine=verl) or off"),
+    ("cluster.probe_gpus", int, lambda v: v >= 0, "a whole number >= 0"),
+    ("cluster.hf_checkpoint", str, lambda v: v in ("save", "merge"), "save or merge"),
+    ("cluster.chat_template", str, lambda v: v in ("raw", "model"), "raw or model"),
+    ("dry_run", bool, lambda v: True, "true or false"),
 )
 
 

@@ -105,7 +105,8 @@ def test_cli_bad_settings_are_one_line_and_exit_2(tmp_path):
     assert _cli("train", "--cfg", "job").returncode == 0
     _one_line_exit_2(_cli("train", "rollout.n=zero"), "rollout.n='zero'", "whole number")
     _one_line_exit_2(_cli("train", "actor.loss_agg_mode=mean"), "loss_agg_mode", "token-mean")
-    _one_line_exit_2(_cli("train", "trainer.probe=later"), "trainer.probe", "async, sync or off")
+    _one_line_exit_2(_cli("train", "trainer.probe=later"), "trainer.probe",
+                     "async, sync, after (engine=verl) or off")
     _one_line_exit_2(_cli("train", "algorithm=ppo2"), "algorithm")
 
 

@@ -1,0 +1,193 @@
+"""``rlboundary train engine=verl``: compose, validate and launch a verl 0.9.1 V1 run, then
+finish its probes.
+
+The driver (this process) translates the config (``translate.compose_verl``), runs verl's own
+``validate_config`` (which needs no GPU), and calls ``verl.trainer.main_ppo.main`` with the
+composed config: verl starts (or joins) Ray, runs ``TaskRunnerV1`` and trains; our
+``ProbeCallback`` probes each checkpoint from inside it. When verl returns, the driver copies
+verl's metrics into RUN_DIR/metrics.jsonl, collects the probes still running on the async
+actor, or (``trainer.probe=after``) probes every checkpoint now that the GPUs are free, logs the
+late probe results into the same W&B run, and returns what the local engine's ``train`` returns.
+
+``dry_run=true`` stops after validation and prints the verl config: on a laptop it checks a
+cluster recipe for any ``trainer.n_gpus_per_node`` x ``trainer.nnodes``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any, Mapping
+
+from rlboundary.errors import UserError
+from rlboundary.trainer.probe_runner import MissingPath
+from rlboundary.trainer.verl import callback
+from rlboundary.trainer.verl.translate import (EXTERNAL_MODULES_ENV, compose_verl, data_files,
+                                               validate)
+
+CALLBACK_MODULE = "rlboundary.trainer.verl.callback"
+
+
+def callback_settings(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> dict:
+    """What ``ProbeCallback`` reads from the verl config's ``rlboundary`` node."""
+    cl = cfg["cluster"]
+    return {"run_dir": os.path.abspath(cfg["run_dir"]),
+            "probe": cfg["trainer"]["probe"] if probe_settings is not None else "off",
+            "settings": dict(probe_settings or {}), "hf_checkpoint": cl["hf_checkpoint"],
+            "save_wait_s": cl["save_wait_s"], "probe_gpus": cl["probe_gpus"]}
+
+
+def wandb_id(run_dir: str, create: bool = True) -> str:
+    """The W&B run id of ``run_dir`` (kept in RUN_DIR/verl_run.json so a resumed run and the
+    driver's late probe results continue the run verl opened); without ``create`` nothing is
+    written and a new run's id reads ``new``."""
+    from rlboundary.trainer.store import write_json
+
+    path = os.path.join(run_dir, "verl_run.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)["wandb_id"]
+    if not create:
+        return "new"
+    rid = uuid.uuid4().hex[:12]
+    write_json(path, {"wandb_id": rid})
+    return rid
+
+
+def runtime_env(cfg: Mapping[str, Any], create: bool = True) -> dict[str, str]:
+    """Environment of every Ray process of the run (``ray_kwargs.ray_init.runtime_env.
+    env_vars``): the callback module for verl's ``VERL_USE_EXTERNAL_MODULES``, verl's file
+    logger path, and the W&B run id, directory and mode."""
+    from rlboundary.report.wandb_log import resolve_mode
+
+    run_dir = os.path.abspath(cfg["run_dir"])
+    env = {EXTERNAL_MODULES_ENV: CALLBACK_MODULE, "TOKENIZERS_PARALLELISM": "false",
+           "VERL_FILE_LOGGER_PATH": os.path.join(run_dir, callback.VERL_METRICS),
+           "WANDB_RUN_ID": wandb_id(run_dir, create), "WANDB_RESUME": "allow", "WANDB_DIR": run_dir}
+    mode = resolve_mode()
+    if mode:
+        env["WANDB_MODE"] = mode
+    return env
+
+
+def prepare(cfg: Mapping[str, Any], base_path: str, probe_settings: Mapping[str, Any] | None):
+    """verl's composed and validated config for ``cfg`` (nothing launched); returns
+    ``(verl_cfg, roles)`` with verl's ``use_reference_policy`` / ``use_critic``."""
+    from omegaconf import OmegaConf, open_dict
+
+    verl_cfg = compose_verl(cfg, base_path, callback_settings(cfg, probe_settings))
+    with open_dict(verl_cfg):
+        ray_init = verl_cfg.ray_kwargs.ray_init
+        env = ray_init.runtime_env.get("env_vars")
+        env = OmegaConf.to_container(env) if env is not None else {}
+        ray_init.runtime_env.env_vars = {**runtime_env(cfg, create=not cfg["dry_run"]), **env}
+        if cfg["ray"]["address"]:
+            ray_init.address = cfg["ray"]["address"]
+        if cfg["ray"]["num_cpus"] and ray_init.get("num_cpus") is None:
+            ray_init.num_cpus = cfg["ray"]["num_cpus"]
+    return verl_cfg, _validate(verl_cfg)
+
+
+def _validate(verl_cfg) -> dict[str, bool]:
+    from hydra.errors import InstantiationException
+
+    try:
+        return validate(verl_cfg)
+    except InstantiationException as e:  # a config dataclass loads the tokenizer of a model
+        raise UserError("engine=verl: verl's validation could not build a model config "
+                        f"({' '.join(str(e).split())[:300]}); is base.path a local model "
+                        "directory or a hub id this machine can download?") from None
+
+
+def train(cfg: Mapping[str, Any], base_path: str,
+          probe_settings: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Run verl's V1 trainer on ``cfg`` from ``base_path``, probing with ``probe_settings``
+    (None: no probes). Returns ``{"train": {step: metrics}, "probes": {step: {dataset:
+    metrics}}, "checkpoints": [steps], "failures": [...]}``, or with ``dry_run`` the verl
+    config as ``{"verl_config": DictConfig}``. Raises ``MissingPath`` naming the ``rlboundary
+    data prepare`` command when the parquet files are absent; ``UserError`` when verl rejects
+    the config."""
+    from omegaconf import OmegaConf
+
+    verl_cfg, roles = prepare(cfg, base_path, probe_settings)
+    if cfg["dry_run"]:
+        print(OmegaConf.to_yaml(verl_cfg), end="")
+        print(f"[rlboundary] verl validate_config passed ({verl_cfg.trainer.nnodes} node(s) x "
+              f"{verl_cfg.trainer.n_gpus_per_node} GPUs; reference policy "
+              f"{roles['use_reference_policy']}, critic {roles['use_critic']}); dry run: "
+              "nothing launched")
+        return {"verl_config": verl_cfg}
+    _check_data(cfg)
+    from verl.trainer.main_ppo import main as verl_main
+
+    os.environ.update(OmegaConf.to_container(verl_cfg.ray_kwargs.ray_init.runtime_env.env_vars))
+    run_dir = cfg["run_dir"]
+    try:
+        verl_main(verl_cfg)
+    finally:
+        callback.import_train_metrics(run_dir)
+    probes = finish_probes(cfg, probe_settings)
+    from rlboundary.report.training import load_train_metrics
+
+    train_rows = load_train_metrics(run_dir).set_index("step").to_dict("index")
+    from rlboundary.trainer.probe_runner import find_checkpoints
+
+    ckpts = os.path.join(run_dir, "checkpoints")
+    steps = [s for s, _ in find_checkpoints(ckpts)] if os.path.isdir(ckpts) else []
+    return {"train": train_rows, "probes": probes, "checkpoints": steps,
+            "failures": callback.failures(run_dir)}
+
+
+def _check_data(cfg: Mapping[str, Any]) -> None:
+    train, tests = data_files(cfg)
+    for path in [train, *tests]:
+        if not os.path.exists(path):
+            name = os.path.basename(os.path.dirname(path))
+            raise MissingPath(f"{path} not found: run `rlboundary data prepare {name} --out "
+                              f"{os.path.dirname(path)}` first (cluster.data_dir="
+                              f"{cfg['cluster']['data_dir']})")
+
+
+def finish_probes(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> dict:
+    """After verl returns: the async actor's remaining results (it is then killed), or with
+    ``trainer.probe=after`` a probe of the base and every checkpoint in RUN_DIR/checkpoints;
+    the results are logged into the run's W&B run. Returns ``{step: {dataset: metrics}}``."""
+    mode = callback_settings(cfg, probe_settings)["probe"]
+    run_dir = cfg["run_dir"]
+    late: dict[int, dict] = {}
+    if mode == "async":
+        late = _drain_actor(run_dir)
+    elif mode == "after":
+        from rlboundary.trainer.probe_runner import probe_series
+
+        late = probe_series(os.path.join(run_dir, "checkpoints"), probe_settings)
+    if late and "wandb" in (cfg["trainer"]["logger"] or []):
+        _log_late(cfg, late)
+    return late
+
+
+def _drain_actor(run_dir: str) -> dict[int, dict]:
+    import ray
+
+    try:
+        actor = ray.get_actor(callback.actor_name(run_dir))
+    except ValueError:  # no checkpoint was handed to it
+        return {}
+    try:
+        return ray.get(actor.collect.remote())
+    finally:
+        ray.kill(actor)
+
+
+def _log_late(cfg: Mapping[str, Any], results: Mapping[int, Mapping]) -> None:
+    from rlboundary.report.wandb_log import WandbLogger
+
+    tr = cfg["trainer"]
+    logger = WandbLogger(tr["project_name"], name=tr["experiment_name"],
+                         id=wandb_id(cfg["run_dir"]), resume="allow",
+                         dir=os.path.abspath(cfg["run_dir"]))
+    with logger:
+        for step, per_data in sorted(results.items()):
+            for dataset, metrics in per_data.items():
+                logger.log_metrics(step, dataset, metrics)

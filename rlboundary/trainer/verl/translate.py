@@ -1,0 +1,243 @@
+"""rlboundary's config -> verl 0.9.1's ``ppo_trainer`` config for the V1 trainer.
+
+Why: the study's runs are verl runs. A user states the run once, in rlboundary's names (which
+follow verl's: ``algorithm.adv_estimator``, ``rollout.n``, ``actor.clip_ratio_high``), and the
+same six algorithm files drive both engines. This module turns that config into Hydra overrides
+of verl's own ``ppo_trainer.yaml`` and composes it with verl's config module, so every verl
+default, interpolation and group choice is verl's, and ``verl.KEY=VALUE`` (the ``verl`` node,
+applied last) reaches any key verl has.
+
+What it sets beyond the one-to-one names:
+- ``trainer.use_v1=true``: only the V1 trainer calls checkpoint callbacks; the callback is
+  ``rlboundary.trainer.verl.callback.ProbeCallback`` and its settings ride in the config's
+  ``rlboundary`` node (the callback receives only the config).
+- ``reward.custom_reward_function.{path,name}`` -> ``rlboundary/tasks/verify.py:compute_score``
+  (verl 0.9.1's ``main_ppo`` ignores the legacy top-level ``custom_reward_function``).
+- DAPO: ``reward.reward_manager.name=dapo`` and its overlong shaping under
+  ``reward.reward_kwargs`` (absent from verl's defaults, so added with ``++``).
+- ``cluster.chat_template=raw``: ``actor_rollout_ref.model.custom_chat_template`` passes our
+  templated prompt through unchanged, so training sees the prompts the probes measure.
+- With ``cluster.hf_checkpoint=save``, ``hf_model`` joins the actor's ``save_contents`` so each
+  ``global_step_N/actor/huggingface`` holds full HF weights for the probes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, Mapping
+
+from rlboundary.errors import UserError
+
+CALLBACK = "rlboundary.trainer.verl.callback.ProbeCallback"
+# Loads the callback's module in every process that imports verl (verl/__init__.py); Ray
+# workers get it through the job's runtime_env (see launch.runtime_env).
+EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+# Our prompt is already the whole text the model continues: the template passes it through.
+RAW_CHAT_TEMPLATE = "{{ messages[0].content }}"
+
+_ACTOR_SAME = ("ppo_mini_batch_size", "ppo_micro_batch_size_per_gpu", "ppo_epochs", "shuffle",
+               "clip_ratio", "clip_ratio_low", "clip_ratio_high", "clip_ratio_c",
+               "loss_agg_mode", "entropy_coeff", "use_kl_loss", "kl_loss_coef", "kl_loss_type")
+_ALGO_SAME = ("adv_estimator", "gamma", "lam", "norm_adv_by_std_in_grpo", "use_kl_in_reward",
+              "kl_penalty")
+_OPTIM = ("lr", "betas", "weight_decay", "lr_warmup_steps")
+_CRITIC_SAME = ("enable", "ppo_mini_batch_size", "ppo_micro_batch_size_per_gpu", "ppo_epochs",
+                "cliprange_value", "loss_agg_mode")
+
+
+def reward_function_path() -> str:
+    """The file verl loads ``compute_score`` from (``reward.custom_reward_function.path``)."""
+    from rlboundary.tasks.verify import compute_score
+
+    return os.path.abspath(inspect.getsourcefile(compute_score))
+
+
+def data_files(cfg: Mapping[str, Any]) -> tuple[str, list[str]]:
+    """(train parquet, [test parquet per probe dataset]) under ``cluster.data_dir``, as
+    ``rlboundary data prepare NAME --out DATA_DIR/NAME`` writes them."""
+    root = os.path.abspath(cfg["cluster"]["data_dir"])
+    train = os.path.join(root, cfg["data"]["name"], "train.parquet")
+    names = list(cfg["probe"]["datasets"])
+    return train, [os.path.join(root, name, "test.parquet") for name in names]
+
+
+def translation(cfg: Mapping[str, Any], model_path: str) -> dict[str, Any]:
+    """{verl dotted key: value} for rlboundary's plain config ``cfg`` (the CLI's, resolved)
+    training ``model_path``. Keys verl's defaults lack start with ``++``.
+
+    Raises ``UserError`` for a setting verl cannot express (a dynamic-sampling filter other
+    than verl's non-constant-reward rule).
+    """
+    algo, tr = cfg["algorithm"], cfg["trainer"]
+    if algo["filter_groups"]["enable"] and algo["filter_groups"]["filter"] != "nonconstant":
+        raise UserError("engine=verl: verl's dynamic sampling keeps groups with non-constant "
+                        f"rewards only; algorithm.filter_groups.filter="
+                        f"{algo['filter_groups']['filter']} is the local engine's")
+    out: dict[str, Any] = {f"algorithm.{k}": algo[k] for k in _ALGO_SAME}
+    out.update({f"algorithm.kl_ctrl.{k}": v for k, v in algo["kl_ctrl"].items()})
+    out["algorithm.rollout_correction.bypass_mode"] = algo["rollout_correction"]["bypass_mode"]
+    fg = algo["filter_groups"]
+    out.update({"algorithm.filter_groups.enable": fg["enable"],
+                "algorithm.filter_groups.metric": fg["metric"],
+                "algorithm.filter_groups.max_num_gen_batches": fg["max_num_gen_batches"]})
+    out.update(_data(cfg))
+    out.update(_actor_rollout(cfg, model_path))
+    out.update({f"critic.{k}": cfg["critic"][k] for k in _CRITIC_SAME})
+    out.update({f"critic.optim.{k}": cfg["critic"]["optim"][k] for k in _OPTIM})
+    out["critic.optim.clip_grad"] = cfg["critic"]["grad_clip"]
+    out["critic.model.path"] = model_path
+    out.update(_reward(cfg))
+    out.update(_trainer(cfg))
+    out["trainer.max_actor_ckpt_to_keep"] = tr["keep_last"]
+    out["trainer.max_critic_ckpt_to_keep"] = tr["keep_last"]
+    return out
+
+
+def _data(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    train, tests = data_files(cfg)
+    return {"data.train_files": train, "data.val_files": tests,
+            "data.train_batch_size": cfg["data"]["train_batch_size"],
+            "data.max_response_length": cfg["rollout"]["response_length"],
+            "data.seed": cfg["seed"], "data.prompt_key": "prompt",
+            "data.reward_fn_key": "data_source"}
+
+
+def _actor_rollout(cfg: Mapping[str, Any], model_path: str) -> dict[str, Any]:
+    actor, ro = cfg["actor"], cfg["rollout"]
+    a = "actor_rollout_ref.actor"
+    out: dict[str, Any] = {f"{a}.{k}": actor[k] for k in _ACTOR_SAME}
+    out[f"{a}.policy_loss.loss_mode"] = actor["policy_loss"]["loss_mode"]
+    out.update({f"{a}.optim.{k}": actor["optim"][k] for k in _OPTIM})
+    out[f"{a}.optim.clip_grad"] = actor["grad_clip"]   # the engine workers' key
+    out[f"{a}.grad_clip"] = actor["grad_clip"]         # the legacy workers' key
+    out[f"{a}.data_loader_seed"] = cfg["seed"]
+    if cfg["cluster"]["hf_checkpoint"] == "save":
+        out[f"{a}.checkpoint.save_contents"] = ["model", "optimizer", "extra", "hf_model"]
+    micro = actor["ppo_micro_batch_size_per_gpu"]
+    out["actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu"] = micro
+    out["actor_rollout_ref.ref.log_prob_micro_batch_size_per_gpu"] = micro
+    r = "actor_rollout_ref.rollout"
+    out[f"{r}.name"] = "vllm"  # verl leaves it unset (???); verl.KEY=... may pick sglang
+    out.update({f"{r}.n": ro["n"], f"{r}.temperature": ro["temperature"],
+                f"{r}.top_p": ro["top_p"], f"{r}.response_length": ro["response_length"],
+                f"{r}.seed": cfg["seed"]})
+    out["actor_rollout_ref.model.path"] = model_path
+    if cfg["cluster"]["chat_template"] == "raw":
+        out["actor_rollout_ref.model.custom_chat_template"] = RAW_CHAT_TEMPLATE
+    return out
+
+
+def _reward(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    over = cfg["reward"]["overlong_buffer"]
+    out: dict[str, Any] = {"reward.custom_reward_function.path": reward_function_path(),
+                           "reward.custom_reward_function.name": "compute_score",
+                           "reward.reward_manager.name": "dapo" if over["enable"] else "naive"}
+    if over["enable"]:
+        out.update({"++reward.reward_kwargs.overlong_buffer_cfg.enable": True,
+                    "++reward.reward_kwargs.overlong_buffer_cfg.len": over["len"],
+                    "++reward.reward_kwargs.overlong_buffer_cfg.penalty_factor":
+                        over["penalty_factor"],
+                    "++reward.reward_kwargs.overlong_buffer_cfg.log": True,
+                    "++reward.reward_kwargs.max_resp_len": cfg["rollout"]["response_length"]})
+    return out
+
+
+def _trainer(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    tr = cfg["trainer"]
+    logger = [b for b in tr["logger"] if b in ("console", "wandb")] + ["file"]
+    return {"trainer.use_v1": True,
+            "trainer.checkpoint_callback_class": CALLBACK,
+            "trainer.total_training_steps": tr["total_training_steps"],
+            "trainer.save_freq": tr["save_freq"] or -1,
+            "trainer.test_freq": tr["save_freq"] or -1,
+            "trainer.critic_warmup": tr["critic_warmup"],
+            "trainer.project_name": tr["project_name"],
+            "trainer.experiment_name": tr["experiment_name"],
+            "trainer.logger": logger,
+            "trainer.default_local_dir": os.path.join(os.path.abspath(cfg["run_dir"]),
+                                                      "checkpoints"),
+            "trainer.resume_mode": "auto" if cfg["resume"] == "auto" else "disable"}
+
+
+def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a.b.c": leaf} for a nested mapping; lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def render(value: Any) -> str:
+    """``value`` in Hydra's override grammar (the inverse of its parser for these types).
+
+    Raises ``UserError`` for a string holding a quote or backslash (Hydra's escaping rules for
+    those depend on their position; no verl setting needs them)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        if "'" in value or "\\" in value:
+            raise UserError(f"engine=verl: cannot pass the string {value!r} to verl (quote or "
+                            "backslash)")
+        return f"'{value}'"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(render(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{k}:{render(v)}" for k, v in value.items()) + "}"
+    raise UserError(f"engine=verl: cannot pass {type(value).__name__} {value!r} to verl")
+
+
+def overrides(cfg: Mapping[str, Any], model_path: str) -> list[str]:
+    """The Hydra overrides of verl's ``ppo_trainer``: the translation, then ``cfg["verl"]``
+    (a recipe's ``verl:`` node and ``verl.KEY=VALUE`` on the command line), which wins."""
+    pairs = list(translation(cfg, model_path).items()) + list(flatten(cfg["verl"]).items())
+    return [f"{key}={render(value)}" for key, value in pairs]
+
+
+def compose_verl(cfg: Mapping[str, Any], model_path: str, extra: Mapping[str, Any]):
+    """verl's composed ``ppo_trainer`` DictConfig for ``cfg``, with an ``rlboundary`` node
+    holding ``extra`` (what the checkpoint callback needs). Raises ``UserError`` with Hydra's
+    first line when an override names no verl key or does not parse."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_module("verl.trainer.config", version_base=None):
+            out = compose("ppo_trainer", overrides=overrides(cfg, model_path))
+    except (HydraException, OmegaConfBaseException) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"engine=verl: verl's config rejects a setting: {first}") from None
+    with open_dict(out):
+        out.rlboundary = OmegaConf.create(dict(extra))
+    return out
+
+
+def validate(verl_cfg) -> dict[str, bool]:
+    """verl's own ``validate_config`` with its ``need_reference_policy`` / ``need_critic``
+    flags (CPU only; batch-size divisibility over ``n_gpus_per_node`` x ``nnodes``). Returns
+    the flags; raises ``UserError`` with verl's message when verl rejects the config."""
+    import warnings
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # need_critic warns that non-GAE runs have no critic
+        roles = {"use_reference_policy": bool(need_reference_policy(verl_cfg)),
+                 "use_critic": bool(need_critic(verl_cfg))}
+        try:
+            validate_config(verl_cfg, **roles)
+        except (AssertionError, ValueError) as e:
+            raise UserError(f"engine=verl: verl's validate_config rejects the config: "
+                            f"{' '.join(str(e).split())}") from None
+    return roles

@@ -1,0 +1,341 @@
+"""engine=verl on CPU: every recipe composes and passes verl 0.9.1's own validate_config, each
+algorithm's translation sets verl's keys, the checkpoint callback probes an HF checkpoint (and
+survives a failing probe), a fresh Ray actor imports it by name, and verl loads our reward
+function and scores the real Omni-MATH-Rule answers with it. Training itself needs GPUs."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from rlboundary.cli import compose, plain, probe_settings
+from rlboundary.trainer.verl import callback, launch
+from rlboundary.trainer.verl.translate import (CALLBACK, compose_verl, render,
+                                               translation, validate)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RECIPES = sorted(glob.glob(os.path.join(ROOT, "recipes", "omni_math", "*.yaml")))
+PPO_STUDY_RECIPES = [r for r in RECIPES if "hydra:" not in open(r).read()]
+
+
+def _recipe(path: str) -> list[str]:
+    folder = os.path.dirname(path)
+    return [f"hydra.searchpath=[file://{os.path.dirname(folder)}]",
+            f"+{os.path.basename(folder)}={os.path.splitext(os.path.basename(path))[0]}"]
+
+
+def _verl(overrides_: list[str], model: str):
+    cfg = plain(compose(overrides_))
+    return compose_verl(cfg, model, launch.callback_settings(cfg, None)), cfg
+
+
+def test_recipes_exist_for_the_six_algorithms_and_the_ablations():
+    names = {os.path.splitext(os.path.basename(p))[0] for p in RECIPES}
+    assert {"ppo", "grpo", "rloo", "reinforce_pp", "remax", "dapo", "grpo_kl", "grpo_n32",
+            "grpo_1p5b"} <= names
+
+
+@pytest.mark.parametrize("recipe", PPO_STUDY_RECIPES, ids=os.path.basename)
+@pytest.mark.parametrize("nodes", [1, 2])
+def test_recipe_passes_verls_validation(recipe, nodes, trained_base):
+    """Each study recipe, translated, is accepted by verl's validate_config on 1 x 8 and 2 x 8
+    GPUs. base.path is the tiny base: PPO's critic config loads the model's tokenizer."""
+    verl_cfg, cfg = _verl(_recipe(recipe) + [f"verl.trainer.nnodes={nodes}",
+                                             f"base.path={trained_base}"], trained_base)
+    roles = validate(verl_cfg)
+    assert verl_cfg.trainer.nnodes == nodes and verl_cfg.trainer.n_gpus_per_node == 8
+    assert verl_cfg.trainer.use_v1 is True
+    assert verl_cfg.trainer.checkpoint_callback_class == CALLBACK
+    assert verl_cfg.data.train_batch_size == 128 and verl_cfg.actor_rollout_ref.actor.optim.lr \
+        == 1e-6
+    assert verl_cfg.actor_rollout_ref.rollout.response_length == 8192 or "1p5b" in recipe
+    assert roles["use_critic"] == (cfg["algorithm"]["adv_estimator"] == "gae")
+    assert verl_cfg.actor_rollout_ref.actor.use_kl_loss == ("grpo_kl" in recipe)
+
+
+def test_sweep_recipes_compose():
+    for recipe in set(RECIPES) - set(PPO_STUDY_RECIPES):
+        cfg = compose(_recipe(recipe))
+        assert cfg.engine == "verl"
+
+
+# (algorithm, {verl key: expected value}) -- the keys the issue names for each algorithm.
+TABLE = [
+    ("ppo", {"algorithm.adv_estimator": "gae", "reward.reward_manager.name": "naive",
+             "critic.ppo_mini_batch_size": 16, "critic.cliprange_value": 0.5}),
+    ("grpo", {"algorithm.adv_estimator": "grpo", "algorithm.norm_adv_by_std_in_grpo": True,
+              "algorithm.filter_groups.enable": False}),
+    ("rloo", {"algorithm.adv_estimator": "rloo"}),
+    ("reinforce_pp", {"algorithm.adv_estimator": "reinforce_plus_plus"}),
+    ("remax", {"algorithm.adv_estimator": "remax"}),
+    ("dapo", {"algorithm.adv_estimator": "grpo", "algorithm.filter_groups.enable": True,
+              "algorithm.filter_groups.metric": "acc",
+              "algorithm.filter_groups.max_num_gen_batches": 4,
+              "actor_rollout_ref.actor.clip_ratio_low": 0.2,
+              "actor_rollout_ref.actor.clip_ratio_high": 0.28,
+              "actor_rollout_ref.actor.loss_agg_mode": "token-mean",
+              "reward.reward_manager.name": "dapo",
+              "reward.reward_kwargs.overlong_buffer_cfg.enable": True,
+              "reward.reward_kwargs.overlong_buffer_cfg.len": 16,
+              "reward.reward_kwargs.overlong_buffer_cfg.penalty_factor": 1.0,
+              "reward.reward_kwargs.overlong_buffer_cfg.log": True,
+              "reward.reward_kwargs.max_resp_len": 96}),
+]
+COMMON = {"actor_rollout_ref.rollout.n": 8, "actor_rollout_ref.actor.use_kl_loss": False,
+          "actor_rollout_ref.actor.kl_loss_coef": 0.001, "algorithm.use_kl_in_reward": False,
+          "actor_rollout_ref.actor.clip_ratio_low": 0.2, "trainer.use_v1": True,
+          "reward.custom_reward_function.name": "compute_score",
+          "actor_rollout_ref.actor.loss_agg_mode": "token-mean"}
+
+
+@pytest.mark.parametrize("algorithm,expected", TABLE, ids=[t[0] for t in TABLE])
+def test_translation_sets_verls_keys(algorithm, expected, random_tiny_model):
+    verl_cfg, _ = _verl([f"algorithm={algorithm}", "engine=verl"], random_tiny_model)
+    for key, value in {**COMMON, **expected}.items():
+        assert OmegaConf.select(verl_cfg, key) == value, key
+    path = verl_cfg.reward.custom_reward_function.path
+    assert path.endswith(os.path.join("rlboundary", "tasks", "verify.py"))
+    assert os.path.isfile(path)
+    assert verl_cfg.actor_rollout_ref.model.path == random_tiny_model
+    if algorithm != "dapo":
+        assert "reward_kwargs" not in verl_cfg.reward
+    validate(verl_cfg)
+
+
+def test_every_translated_value_reaches_verl_unchanged(random_tiny_model):
+    """The Hydra rendering round-trips: what verl composes equals what we translated."""
+    cfg = plain(compose(["algorithm=dapo", "actor.clip_ratio_high=0.3", "rollout.n=5"]))
+    verl_cfg = compose_verl(cfg, random_tiny_model, {})
+    for key, value in translation(cfg, random_tiny_model).items():
+        got = OmegaConf.select(verl_cfg, key.lstrip("+"))
+        got = OmegaConf.to_container(got) if OmegaConf.is_config(got) else got
+        assert got == value, key
+    assert verl_cfg.actor_rollout_ref.actor.clip_ratio_high == 0.3
+
+
+def test_verl_keys_from_recipe_and_command_line_win(random_tiny_model):
+    verl_cfg, _ = _verl(["verl.actor_rollout_ref.rollout.n=3",
+                         "verl.trainer.n_gpus_per_node=4", "rollout.n=8"], random_tiny_model)
+    assert verl_cfg.actor_rollout_ref.rollout.n == 3       # verl.* is applied last
+    assert verl_cfg.trainer.n_gpus_per_node == 4
+
+
+def test_a_key_verl_lacks_is_one_clear_error(random_tiny_model):
+    from rlboundary.errors import UserError
+
+    with pytest.raises(UserError, match="no_such_key"):
+        _verl(["verl.trainer.no_such_key=1"], random_tiny_model)
+
+
+def test_render_matches_hydras_grammar():
+    assert render(None) == "null" and render(True) == "true" and render(1e-06) == "1e-06"
+    assert render(["a", 2]) == "['a',2]" and render({"x": 1}) == "{x:1}"
+    from rlboundary.errors import UserError
+
+    with pytest.raises(UserError):
+        render("it's")
+
+
+def test_dry_run_prints_a_config_verl_accepts_and_launches_nothing(tmp_path):
+    env = {**os.environ, "RLBOUNDARY_TRACEBACK": "1"}
+    run_dir = tmp_path / "run"
+    out = subprocess.run([sys.executable, "-m", "rlboundary.cli", "train", "engine=verl",
+                          "--recipe", os.path.join(ROOT, "recipes", "omni_math", "grpo.yaml"),
+                          "dry_run=true", f"run_dir={run_dir}"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    yaml = out.stdout.split("checks passed successfully!\n")[1]   # verl's own line, then ours
+    printed = OmegaConf.create(yaml.split("[rlboundary] verl validate_config passed")[0])
+    assert printed.algorithm.adv_estimator == "grpo"
+    assert printed.reward.custom_reward_function.path.endswith("rlboundary/tasks/verify.py")
+    assert "verl validate_config passed (1 node(s) x 8 GPUs" in out.stdout
+    assert not run_dir.exists()
+
+
+# ------------------------------------------------------------------------------ callback
+
+def _checkpoint(root, base: str, step: int) -> str:
+    """A verl-style global_step_N whose actor/huggingface holds HF weights (hf_model saved)."""
+    ckpt = root / "checkpoints" / f"global_step_{step}"
+    shutil.copytree(base, ckpt / "actor" / "huggingface")
+    return str(ckpt)
+
+
+def _callback_cfg(tmp_path, trained_base, base_overrides, probe="sync", **extra):
+    cfg = compose(base_overrides + [f"base.path={trained_base}", "engine=verl", "n=4",
+                                    "probe.limit=4", "probe.chunk=4", f"trainer.probe={probe}",
+                                    f"run_dir={tmp_path / 'run'}", "trainer.logger=[console]",
+                                    "cluster.probe_gpus=0"]
+                  + [f"{k}={v}" for k, v in extra.items()])
+    settings = probe_settings(cfg, trained_base)
+    cfg = plain(cfg)
+    return compose_verl(cfg, trained_base, launch.callback_settings(cfg, settings)), cfg
+
+
+def test_callback_probes_an_hf_checkpoint_into_the_run_layout(tmp_path, trained_base,
+                                                              base_overrides):
+    from verl.trainer.ppo.checkpoint_callback import build_checkpoint_callback
+
+    verl_cfg, cfg = _callback_cfg(tmp_path, trained_base, base_overrides)
+    cb = build_checkpoint_callback(verl_cfg)        # verl's own loader, by the configured name
+    assert isinstance(cb, callback.ProbeCallback)
+    ckpt = _checkpoint(tmp_path / "run", trained_base, 5)
+    cb.on_save(trainer=None, global_step=5, checkpoint_dir=ckpt, async_save=False)
+    run = tmp_path / "run"
+    assert (run / "probes" / "arithmetic" / "step_00000005.parquet").exists()
+    assert (run / "probes" / "arithmetic" / "step_00000000.parquet").exists()
+    steps = [json.loads(line)["step"] for line in open(run / "metrics.jsonl")]
+    assert steps == [0, 5]
+    assert callback.failures(str(run)) == []
+    # `rlboundary probe series=` finds verl's layout, and the report reads the run
+    from rlboundary.report import write_report
+    from rlboundary.trainer.probe_runner import find_checkpoints
+
+    assert find_checkpoints(str(run / "checkpoints"))[0][0] == 5
+    assert os.path.exists(write_report(str(run)))
+
+
+def test_a_failing_probe_is_recorded_and_training_goes_on(tmp_path, trained_base,
+                                                          base_overrides, monkeypatch):
+    from rlboundary.trainer import probe_runner
+
+    verl_cfg, _ = _callback_cfg(tmp_path, trained_base, base_overrides)
+    cb = callback.ProbeCallback(verl_cfg)
+
+    def boom(*a, **k):
+        raise RuntimeError("sampler fell over")
+
+    monkeypatch.setattr(probe_runner, "probe_checkpoint", boom)
+    ckpt = _checkpoint(tmp_path / "run", trained_base, 7)
+    cb.on_save(trainer=None, global_step=7, checkpoint_dir=ckpt)      # must not raise
+    # a checkpoint without HF weights fails too, with the fix in the message
+    empty = tmp_path / "run" / "checkpoints" / "global_step_8"
+    (empty / "actor" / "huggingface").mkdir(parents=True)
+    cb.on_save(trainer=None, global_step=8, checkpoint_dir=str(empty))
+    recs = callback.failures(str(tmp_path / "run"))
+    assert [r["step"] for r in recs] == [7, 8]
+    assert "sampler fell over" in recs[0]["error"]
+    assert "save_contents" in recs[1]["error"]
+
+
+def test_async_save_waits_for_the_weights(tmp_path, trained_base, base_overrides):
+    verl_cfg, _ = _callback_cfg(tmp_path, trained_base, base_overrides, probe="off")
+    hf = tmp_path / "global_step_3" / "actor" / "huggingface"
+    hf.mkdir(parents=True)
+    with pytest.raises(TimeoutError, match="huggingface"):
+        callback.hf_checkpoint(str(tmp_path / "global_step_3"), "save", True, wait_s=0.5)
+    for f in os.listdir(trained_base):
+        shutil.copy(os.path.join(trained_base, f), hf / f)
+    assert callback.hf_checkpoint(str(tmp_path / "global_step_3"), "save", True, 5) == str(hf)
+
+
+def test_merge_mode_makes_hf_weights_from_fsdp_shards(tmp_path, random_tiny_model):
+    """cluster.hf_checkpoint=merge: verl's FSDP model merger turns a world-size-1 actor
+    checkpoint (plain tensors, as FSDP writes for one rank) into an HF model equal to it in
+    bfloat16 (the merger's dtype)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    actor = tmp_path / "global_step_2" / "actor"
+    (actor / "huggingface").mkdir(parents=True)
+    model = AutoModelForCausalLM.from_pretrained(random_tiny_model)
+    torch.save(model.state_dict(), actor / "model_world_size_1_rank_0.pt")
+    (actor / "fsdp_config.json").write_text(json.dumps({"FSDP_version": 2, "world_size": 1}))
+    for f in os.listdir(random_tiny_model):
+        if not f.endswith((".safetensors", ".bin")):
+            shutil.copy(os.path.join(random_tiny_model, f), actor / "huggingface" / f)
+    path = callback.hf_checkpoint(str(tmp_path / "global_step_2"), "merge", False, 0)
+    merged = AutoModelForCausalLM.from_pretrained(path)
+    for (k, a), b in zip(model.state_dict().items(), merged.state_dict().values()):
+        assert b.dtype == torch.bfloat16 and torch.equal(a.to(b.dtype), b), k
+
+
+def test_async_mode_probes_on_a_detached_actor_the_driver_drains(tmp_path, trained_base,
+                                                                base_overrides):
+    import ray
+
+    verl_cfg, cfg = _callback_cfg(tmp_path, trained_base, base_overrides, probe="async")
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    try:
+        cb = callback.ProbeCallback(verl_cfg)
+        cb.on_save(trainer=None, global_step=4,
+                   checkpoint_dir=_checkpoint(tmp_path / "run", trained_base, 4))
+        settings = OmegaConf.to_container(verl_cfg.rlboundary.settings)
+        late = launch.finish_probes(cfg, settings)          # the driver, after verl returns
+    finally:
+        ray.shutdown()
+    assert set(late) == {0, 4} and "arithmetic" in late[4]
+    assert (tmp_path / "run" / "probes" / "arithmetic" / "step_00000004.parquet").exists()
+
+
+def test_a_fresh_ray_actor_imports_the_callback_by_its_configured_name(tmp_path,
+                                                                      random_tiny_model):
+    """With only the environment the launcher sets, a new Ray worker process (as verl's
+    TaskRunnerV1 is) loads the class named in trainer.checkpoint_callback_class, and
+    importing verl there imports our module (VERL_USE_EXTERNAL_MODULES)."""
+    import ray
+
+    verl_cfg, cfg = _verl(["engine=verl", f"run_dir={tmp_path / 'run'}"], random_tiny_model)
+    env = launch.runtime_env(cfg, create=False)
+
+    def load(fqn: str) -> tuple[str, bool, bool]:
+        import sys as _sys
+
+        import verl  # noqa: F401 - its __init__ reads VERL_USE_EXTERNAL_MODULES
+        from verl.trainer.ppo.checkpoint_callback import CheckpointCallback
+        from verl.utils.import_utils import load_class_from_fqn
+
+        preloaded = "rlboundary.trainer.verl.callback" in _sys.modules
+        cls = load_class_from_fqn(fqn, "CheckpointCallback")
+        return cls.__name__, issubclass(cls, CheckpointCallback), preloaded
+
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False,
+             runtime_env={"env_vars": env})
+    try:
+        name, is_callback, preloaded = ray.get(
+            ray.remote(load).remote(verl_cfg.trainer.checkpoint_callback_class))
+    finally:
+        ray.shutdown()
+    assert (name, is_callback, preloaded) == ("ProbeCallback", True, True)
+
+
+def test_verl_train_metrics_join_the_run_metrics(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / callback.VERL_METRICS).write_text(
+        json.dumps({"step": 1, "data": {"critic/rewards/mean": 0.25, "actor/entropy": 1.5,
+                                        "note": "x"}}) + "\n{\"step\": 2, \"da")
+    assert callback.import_train_metrics(str(run)) == 1
+    rows = [json.loads(line) for line in open(run / "metrics.jsonl")]
+    assert rows == [{"kind": "train", "step": 1, "critic/rewards/mean": 0.25,
+                     "actor/entropy": 1.5, "train/reward": 0.25}]
+
+
+@pytest.mark.data
+def test_verl_loads_our_reward_function_and_scores_the_real_answers(omni_path,
+                                                                    random_tiny_model):
+    """Through verl's own loader (get_custom_reward_fn) and the translated path: each real
+    Omni-MATH-Rule answer, boxed, scores 1; another problem's answer scores 0."""
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    from rlboundary.tasks.math_datasets import load_omni_math_rule
+
+    verl_cfg, _ = _verl(["engine=verl"], random_tiny_model)
+    fn = get_custom_reward_fn(verl_cfg)
+    records = load_omni_math_rule(omni_path)
+    right = [fn("omni_math_rule", f"So the answer is \\boxed{{{r.answer}}}.", r.answer)
+             for r in records]
+    rate = sum(o["acc"] for o in right) / len(records)
+    wrong = [fn("omni_math_rule", f"\\boxed{{{b.answer}}}", a.answer)
+             for a, b in zip(records[:200], records[1:201]) if a.answer != b.answer]
+    assert len(records) == 2821
+    assert rate >= 0.99, rate
+    assert sum(o["acc"] for o in wrong) / len(wrong) <= 0.02
