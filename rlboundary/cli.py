@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rlboundary.cli_help import settings_help
 from rlboundary.errors import UserError
+from rlboundary.hydra_scope import own_hydra
 from rlboundary.settings_check import check_settings
 
 
@@ -43,7 +44,8 @@ def compose_hydra(overrides: list[str], multirun: bool = False) -> DictConfig:
 
     mode = RunMode.MULTIRUN if multirun else RunMode.RUN
     try:
-        with initialize_config_module(config_module="rlboundary.conf", version_base=None):
+        with own_hydra(), initialize_config_module(config_module="rlboundary.conf",
+                                                   version_base=None):
             return GlobalHydra.instance().hydra.compose_config(
                 "config", verl_keys(overrides), run_mode=mode, from_shell=False,
                 with_log_configuration=False)

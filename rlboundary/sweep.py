@@ -68,9 +68,10 @@ def train_job(cfg: DictConfig) -> dict[str, Any]:
         settle(cfg)
         timings: dict[str, float] = {}
         result = run_train(cfg, timings)
-        if result["probes"]:
+        if result.get("probes"):
             write_report(cfg, str(run_dir), timings)
-        record.update(status="done", error=None)
+        # engine=verl dry_run=true only checks the job's config: not done, so a real run reruns it
+        record.update(status="checked" if "verl_config" in result else "done", error=None)
     except Exception as e:  # noqa: BLE001 - recorded, and the sweep goes on
         write_text(str(run_dir / "error.txt"), traceback.format_exc())
         msg = " ".join(str(e).split()) or type(e).__name__

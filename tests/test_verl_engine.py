@@ -339,3 +339,32 @@ def test_verl_loads_our_reward_function_and_scores_the_real_answers(omni_path,
     assert len(records) == 2821
     assert rate >= 0.99, rate
     assert sum(o["acc"] for o in wrong) / len(wrong) <= 0.02
+
+
+def test_readme_and_docker_name_recipes_that_exist():
+    import re
+
+    text = "".join(open(os.path.join(ROOT, p)).read() for p in ("README.md", "docker/README.md",
+                                                               "docker/Dockerfile"))
+    named = set(re.findall(r"recipes/omni_math/[\w.]+\.yaml", text))
+    named -= {"recipes/omni_math/NAME.yaml"}
+    assert {"recipes/omni_math/grpo.yaml"} <= named
+    assert all(os.path.exists(os.path.join(ROOT, p)) for p in named), named
+    # every recipe appears in the README's table of recipes
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    assert all(f"`{os.path.basename(r)}`" in readme for r in RECIPES)
+
+
+def test_a_sweep_of_verl_jobs_checks_every_config(tmp_path, trained_base):
+    """`train -m` with engine=verl recipes: Hydra's multirun runs each job's translation and
+    verl's validation (inside a running Hydra job); dry-run jobs end `checked`, not `done`."""
+    out = subprocess.run([sys.executable, "-m", "rlboundary.cli", "train", "-m", "--recipe",
+                          os.path.join(ROOT, "recipes", "omni_math", "six_algorithms.yaml"),
+                          "dry_run=true", f"base.path={trained_base}",
+                          f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    jobs = sorted(glob.glob(str(tmp_path / "sweep" / "*" / "job.json")))
+    statuses = {os.path.basename(os.path.dirname(j)): json.load(open(j))["status"] for j in jobs}
+    assert statuses == {f"algorithm={a}": "checked" for a in
+                        ("ppo", "grpo", "rloo", "reinforce_pp", "remax", "dapo")}

@@ -58,13 +58,15 @@ def wandb_id(run_dir: str, create: bool = True) -> str:
 def runtime_env(cfg: Mapping[str, Any], create: bool = True) -> dict[str, str]:
     """Environment of every Ray process of the run (``ray_kwargs.ray_init.runtime_env.
     env_vars``): the callback module for verl's ``VERL_USE_EXTERNAL_MODULES``, verl's file
-    logger path, and the W&B run id, directory and mode."""
+    logger path, and the W&B run id, group, directory and mode."""
     from rlboundary.report.wandb_log import resolve_mode
 
     run_dir = os.path.abspath(cfg["run_dir"])
     env = {EXTERNAL_MODULES_ENV: CALLBACK_MODULE, "TOKENIZERS_PARALLELISM": "false",
            "VERL_FILE_LOGGER_PATH": os.path.join(run_dir, callback.VERL_METRICS),
            "WANDB_RUN_ID": wandb_id(run_dir, create), "WANDB_RESUME": "allow", "WANDB_DIR": run_dir}
+    if cfg["trainer"]["group"]:  # a sweep's name: wandb.init reads the group from here
+        env["WANDB_RUN_GROUP"] = str(cfg["trainer"]["group"])
     mode = resolve_mode()
     if mode:
         env["WANDB_MODE"] = mode

@@ -28,6 +28,7 @@ import os
 from typing import Any, Mapping
 
 from rlboundary.errors import UserError
+from rlboundary.hydra_scope import own_hydra
 
 CALLBACK = "rlboundary.trainer.verl.callback.ProbeCallback"
 # Loads the callback's module in every process that imports verl (verl/__init__.py); Ray
@@ -212,7 +213,7 @@ def compose_verl(cfg: Mapping[str, Any], model_path: str, extra: Mapping[str, An
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        with initialize_config_module("verl.trainer.config", version_base=None):
+        with own_hydra(), initialize_config_module("verl.trainer.config", version_base=None):
             out = compose("ppo_trainer", overrides=overrides(cfg, model_path))
     except (HydraException, OmegaConfBaseException) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
