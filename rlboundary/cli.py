@@ -5,6 +5,7 @@
     rlboundary demo [key=value ...]
     rlboundary train [--recipe recipes/tiny/grpo.yaml] [algorithm=NAME] [key=value ...]
     rlboundary train -m [--recipe recipes/tiny/six_algorithms.yaml] [algorithm=ppo,grpo ...]
+    rlboundary train engine=verl --recipe recipes/omni_math/grpo.yaml [dry_run=true] [verl.KEY=V]
     rlboundary probe [model=PATH] [base=PATH] [series=DIR] [data=NAME] [n=256] [key=value ...]
     rlboundary report RUN_DIR | rlboundary report --compare DIR [DIR ...]
     rlboundary verify PRED GOLD | rlboundary verify --text FILE GOLD   (no overrides)
@@ -28,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from rlboundary.cli_help import settings_help
 from rlboundary.errors import UserError
+from rlboundary.cli_args import expand_shorthands, recipe_keys, recipe_overrides, verl_keys
 from rlboundary.hydra_scope import own_hydra
 from rlboundary.settings_check import check_settings
 
@@ -75,25 +77,6 @@ def without_hydra(cfg: DictConfig) -> DictConfig:
 def compose(overrides: list[str]) -> DictConfig:
     """The checked config a command runs with (no ``hydra`` node); see ``compose_hydra``."""
     return settle(without_hydra(compose_hydra(overrides)))
-
-
-def recipe_overrides(recipe: str | None) -> list[str]:
-    """A recipe file (`# @package _global_`, config only) composed on top of conf/config.yaml:
-    its folder's parent joins Hydra's search path and the folder becomes a config group."""
-    if not recipe:
-        return []
-    path = os.path.abspath(recipe if recipe.endswith(".yaml") else recipe + ".yaml")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"recipe not found: {path}")
-    folder = os.path.dirname(path)
-    name = os.path.splitext(os.path.basename(path))[0]
-    return [f"hydra.searchpath=[file://{os.path.dirname(folder)}]",
-            f"+{os.path.basename(folder)}={name}"]
-
-
-def recipe_keys(recipe: str | None) -> list[str]:
-    """The config group a recipe adds (``+<folder>=<name>``), left out of sweep job names."""
-    return [o.split("=")[0].lstrip("+") for o in recipe_overrides(recipe) if o.startswith("+")]
 
 
 def plain(cfg) -> dict:
@@ -326,27 +309,6 @@ def cmd_verify(args: argparse.Namespace, overrides: list[str]) -> None:
     raise SystemExit(run(args.answers, text=args.text, timeout=args.timeout))
 
 
-SHORTHANDS = {"base": "base.path"}
-
-
-def verl_keys(overrides: list[str]) -> list[str]:
-    """``verl.KEY=VALUE`` (any key of verl's ppo_trainer config, which ours does not declare)
-    becomes ``++verl.KEY=VALUE``: added to the ``verl`` node, or replacing a recipe's value."""
-    return [f"++{o.lstrip('+')}" if o.lstrip("+").startswith("verl.") else o
-            for o in overrides]
-
-
-def expand_shorthands(overrides: list[str]) -> list[str]:
-    """`base=PATH` means an existing base model (the `base` group holds build settings)."""
-    out = []
-    for o in overrides:
-        key, _, value = o.partition("=")
-        if key in SHORTHANDS and ("/" in value or os.path.isdir(value)):
-            o = f"{SHORTHANDS[key]}={value}"
-        out.append(o)
-    return out
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rlboundary", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -366,8 +328,8 @@ def parser() -> argparse.ArgumentParser:
     base.add_parser("build", parents=[common], help="build (or reuse) the tiny base model").set_defaults(
         func=cmd_base_build)
     sub.add_parser("demo", parents=[common], help="the embedded study on this machine").set_defaults(func=cmd_demo)
-    sub.add_parser("train", parents=[common], help="RL training (engine=local), probing every "
-                   "checkpoint; -m runs a Hydra sweep").set_defaults(func=cmd_train)
+    sub.add_parser("train", parents=[common], help="RL training (engine=local|verl), probing "
+                   "every checkpoint; -m runs a Hydra sweep").set_defaults(func=cmd_train)
     sub.add_parser("probe", parents=[common], help="probe a checkpoint (model=PATH) or a series (series=DIR)"
                    ).set_defaults(func=cmd_probe)
     rep = sub.add_parser("report", parents=[common], help="write RUN_DIR/report/index.html; "

@@ -13,8 +13,11 @@ MAIN_SETTINGS = (
     ("sampling.temperature, sampling.top_p, sampling.max_new_tokens", "how samples are drawn"),
     ("probe.limit=INT", "at most this many test problems per dataset"),
     ("probe.workers=auto|INT, probe.chunk=INT", "Ray fan-out and resume granularity"),
-    ("trainer.total_training_steps, trainer.save_freq, trainer.probe=async|sync|off",
+    ("trainer.total_training_steps, trainer.save_freq, trainer.probe=async|sync|after|off",
      "training length and probing"),
+    ("engine=local|verl, dry_run=true", "this machine, or verl on GPUs (dry_run: check only)"),
+    ("verl.KEY=VALUE, cluster.data_dir=DIR, cluster.probe_gpus=INT",
+     "engine=verl: any verl ppo_trainer key; where the parquet is; the async probe's GPUs"),
     ("seed=INT, cache_dir=DIR, verbose=BOOL", ""),
     ("force=true", "replace stored results (and cached artefacts) made with other settings"),
 )
