@@ -173,16 +173,28 @@ def cmd_base_build(args: argparse.Namespace, overrides: list[str]) -> None:
 
 
 def run_probe(cfg: DictConfig, timings: dict[str, float]) -> dict:
-    from rlboundary.trainer.probe_runner import probe_checkpoint, probe_series
+    from rlboundary.trainer.probe_runner import find_checkpoints, probe_checkpoint, probe_series
 
     base = resolve_base(cfg, timings)
     settings = probe_settings(cfg, base)
     with phase(f"probe (n={cfg.n}) -> {cfg.run_dir}", timings):
         if cfg.series:
-            return probe_series(cfg.series, settings)
-        model = cfg.model or base
-        step = cfg.step if cfg.step is not None else (0 if model == base else _step_of(model))
-        return {step: probe_checkpoint(model, step, settings)}
+            results = probe_series(cfg.series, settings)
+            model, step = find_checkpoints(cfg.series)[-1][::-1]
+        else:
+            model = cfg.model or base
+            step = cfg.step if cfg.step is not None else (0 if model == base else
+                                                          _step_of(model))
+            results = {step: probe_checkpoint(model, step, settings)}
+    if cfg.control == "temperature":
+        if step == 0:
+            raise UserError("control=temperature compares a checkpoint with the base: give "
+                            "model=PATH or series=DIR")
+        from rlboundary.trainer.temperature_control import run_control
+
+        with phase(f"temperature control of step {step}", timings):
+            run_control(model, step, settings)
+    return results
 
 
 def _step_of(path: str) -> int:

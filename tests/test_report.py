@@ -304,7 +304,11 @@ def test_compare_table_against_the_shared_base(tmp_path):
         assert row["base_only"] == int((base_solved & ~solved).sum())
         assert row["policy_only"] == int((~base_solved & solved).sum())
         assert row[["both", "base_only", "policy_only", "neither"]].sum() == N_PROBLEMS
+        # cover@τ: the share of problems with c/n >= τ; no answer columns in these tables
+        assert row["cover@0.5"] == pytest.approx(((last["c"] / last["n"]) >= 0.5).mean())
+        assert np.isnan(row["answers_distinct"])
     assert np.isnan(df["diff@1"].iloc[0])
+    assert ">cover@0.5<" in html and ">answers distinct<" in html
     # The run's own report says the same about its last checkpoint.
     own = summary(load_run(a), "arith").set_index("step").loc[20]
     assert df.loc[1, "pass@32"] == pytest.approx(own["pass@32"])

@@ -257,13 +257,23 @@ def test_merge_mode_makes_hf_weights_from_fsdp_shards(tmp_path, random_tiny_mode
         assert b.dtype == torch.bfloat16 and torch.equal(a.to(b.dtype), b), k
 
 
+def _fresh_ray(env: dict) -> None:
+    """A new local Ray with only ``env`` as its job environment (an earlier test's Ray, if
+    any, is shut down: its workers would carry that test's environment)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False,
+             runtime_env={"env_vars": env})
+
+
 def test_async_mode_probes_on_a_detached_actor_the_driver_drains(tmp_path, trained_base,
                                                                 base_overrides):
     import ray
 
     verl_cfg, cfg = _callback_cfg(tmp_path, trained_base, base_overrides, probe="async")
-    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+    _fresh_ray({"OMP_NUM_THREADS": "1"})
     try:
         cb = callback.ProbeCallback(verl_cfg)
         cb.on_save(trainer=None, global_step=4,
@@ -297,8 +307,7 @@ def test_a_fresh_ray_actor_imports_the_callback_by_its_configured_name(tmp_path,
         cls = load_class_from_fqn(fqn, "CheckpointCallback")
         return cls.__name__, issubclass(cls, CheckpointCallback), preloaded
 
-    ray.init(num_cpus=1, include_dashboard=False, configure_logging=False,
-             runtime_env={"env_vars": env})
+    _fresh_ray(env)
     try:
         name, is_callback, preloaded = ray.get(
             ray.remote(load).remote(verl_cfg.trainer.checkpoint_callback_class))
@@ -368,3 +377,19 @@ def test_a_sweep_of_verl_jobs_checks_every_config(tmp_path, trained_base):
     statuses = {os.path.basename(os.path.dirname(j)): json.load(open(j))["status"] for j in jobs}
     assert statuses == {f"algorithm={a}": "checked" for a in
                         ("ppo", "grpo", "rloo", "reinforce_pp", "remax", "dapo")}
+
+
+def test_after_mode_probes_every_checkpoint_once_training_ends(tmp_path, trained_base,
+                                                              base_overrides):
+    """trainer.probe=after: the hook only checks the HF weights; the driver then probes the
+    base and every checkpoint in RUN_DIR/checkpoints (verl's global_step_N/actor/huggingface)."""
+    verl_cfg, cfg = _callback_cfg(tmp_path, trained_base, base_overrides, probe="after")
+    cb = callback.ProbeCallback(verl_cfg)
+    for step in (2, 4):
+        cb.on_save(trainer=None, global_step=step,
+                   checkpoint_dir=_checkpoint(tmp_path / "run", trained_base, step))
+    assert not (tmp_path / "run" / "probes").exists()           # nothing probed during training
+    settings = OmegaConf.to_container(verl_cfg.rlboundary.settings)
+    late = launch.finish_probes(cfg, settings)
+    assert sorted(late) == [0, 2, 4]
+    assert callback.failures(str(tmp_path / "run")) == []

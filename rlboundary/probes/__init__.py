@@ -9,6 +9,7 @@ Modules:
 - stats: per-token entropy, base-model perplexity, the per-problem accuracy histogram.
 - ledger: which problems base and policy solve at all (coverage, transitions).
 - cover: cover@τ, the share of problems solved at least a fraction τ of the time.
+- answers: distinct final answers per problem and the entropy of their distribution.
 - suite: the PROBES registry of fn(cur, base, **params) -> dict[str, float] and run_probes.
 
 See each module's docstring for why it exists and where it differs from arXiv 2504.13837.
@@ -23,10 +24,12 @@ from .stats import (DEFAULT_EDGES, accuracy_bin_keys, accuracy_bin_labels, accur
                     token_entropy_from_logits, weighted_mean)
 from .suite import DEFAULT_KS, PROBES, run_probes
 from .cover import DEFAULT_TAUS, cover_at, tau_key  # registers the cover probe
+from .diversity import answer_diversity  # registers the answers probe
+from .temperature import match_temperature, softmax_entropy
 
 __all__ = [
     "CATEGORIES", "DEFAULT_EDGES", "DEFAULT_KS", "DEFAULT_TAUS", "DeltaSE", "PROBES",
-    "cover_at", "tau_key",
+    "cover_at", "tau_key", "answer_diversity", "match_temperature", "softmax_entropy",
     "accuracy_bin_keys", "accuracy_bin_labels", "accuracy_histogram", "bootstrap_ci",
     "coverage", "crossover_k", "delta_se", "entropy_per_problem", "ledger_categories",
     "mean_token_entropy", "paired_diff_ci", "pass_at_k", "pass_at_k_curve", "perplexity",

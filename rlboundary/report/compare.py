@@ -88,15 +88,33 @@ def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -
     base = _same_base(datas, dataset)
     k = int(min(d.problems.loc[d.problems["dataset"] == dataset, "n"].min()
                 for d in datas.values()))
-    rows = [{"run": BASE, "step": 0, **versus_base(base, base, k, n_boot=n_boot)}]
+    rows = [{"run": BASE, "step": 0, **versus_base(base, base, k, n_boot=n_boot),
+             **beyond_study(base)}]
     for label, data in datas.items():
         last = data.steps(dataset)[-1]
+        cur = data.table(dataset, last)
         rows.append({"run": label, "step": last,
-                     **versus_base(base, data.table(dataset, last), k, n_boot=n_boot)})
+                     **versus_base(base, cur, k, n_boot=n_boot), **beyond_study(cur)})
     df = pd.DataFrame(rows)
     df.loc[0, [c for c in df.columns if c.startswith("diff@")] + ["crossover_k"]] = np.nan
     df.attrs.update(k=k, problems=len(base))
     return df
+
+
+#: cover@τ columns of the comparison (the probe's default grid has more; the CSV keeps these).
+COMPARE_TAUS = (0.1, 0.5, 0.9)
+ANSWER_KEYS = ("answers_distinct", "answers_entropy")
+
+
+def beyond_study(table: pd.DataFrame) -> dict[str, float]:
+    """cover@τ at :data:`COMPARE_TAUS` and the answer-diversity means of one probe table (NaN
+    where a stored result predates the answers probe)."""
+    from rlboundary.probes import PROBES
+
+    row = PROBES.get("cover")(table, taus=COMPARE_TAUS)
+    answers = PROBES.get("answers")(table)
+    row.update({key: answers.get(key, float("nan")) for key in ANSWER_KEYS})
+    return row
 
 
 def over_steps(datas: dict[str, RunData], dataset: str, k: int) -> dict[str, pd.DataFrame]:
@@ -123,7 +141,8 @@ def _band_cell(r: pd.Series, key: str, signed: bool = False) -> str:
 
 
 def table_html(df: pd.DataFrame) -> str:
-    """The comparison as two narrow tables (fits a 1280 px page; the CSV has every column)."""
+    """The comparison as three narrow tables (fits a 1280 px page; the CSV has every column):
+    pass@k, the study's other measures, and cover@τ with answer diversity."""
     k = df.attrs["k"]
     first = [("run", lambda r: html.escape(str(r["run"]))), ("step", lambda r: str(r["step"]))]
     groups = [first + [(f"pass@{kk}", lambda r, kk=kk: _band_cell(r, f"pass@{kk}"))
@@ -135,7 +154,12 @@ def table_html(df: pd.DataFrame) -> str:
                        ("ppl_base", lambda r: _fmt(r["ppl_base"])),
                        ("entropy", lambda r: _fmt(r["entropy"]))]
               + [(label, lambda r, key=key: str(int(r[key])))
-                 for key, label in LEDGER_LABELS.items()]]
+                 for key, label in LEDGER_LABELS.items()],
+              first + [(f"cover@{t:g}", lambda r, t=t: _fmt(r.get(f"cover@{t:g}", np.nan)))
+                       for t in COMPARE_TAUS]
+              + [(key.replace("answers_", "answers "), lambda r, key=key: _fmt(r.get(key,
+                                                                                  np.nan)))
+                 for key in ANSWER_KEYS]]
     out = []
     for cols in groups:
         head = "".join(f"<th>{html.escape(name)}</th>" for name, _ in cols)

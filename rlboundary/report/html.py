@@ -45,13 +45,24 @@ FIGURES: list[tuple[str, str, Callable, str | None]] = [
     ("cover", "cover@τ: the share of problems solved at least a fraction τ of the time "
      "(c/n >= τ), log τ axis; pass@k is its Beta(1, k)-weighted mean, so small k reads the "
      "right end and large k the left. Base model black dashed.", plots_probes.cover_figure, None),
+    ("answers", "Answer diversity: distinct final answers per problem (after the verifier's "
+     "normalisation) and the entropy of their distribution, over all samples and over the "
+     "correct ones; thin black lines mark the base model.", plots_probes.answers_figure, None),
+    ("control", "The temperature control (rlboundary probe ... control=temperature): the base "
+     "model at the probe's temperature, the base at the temperature where its token entropy "
+     "equals the checkpoint's, and the checkpoint. If the entropy-matched base still beats the "
+     "checkpoint at large k, the shrinkage is not just lower entropy.",
+     plots_probes.control_figure, None),
 ]
 # Why a figure builder returned None (its input was not measured).
 UNMEASURED = {
     "perplexity": "no base-model NLL scores (nll_base_sum / n_tokens) in this run",
     "entropy": "policy entropy was not measured",
     "validity": "this dataset has no whole-trace check (c_valid = -1)",
+    "answers": "no answer-diversity columns (results stored before the answers probe)",
 }
+# Figures left out without a note when None (optional analyses the run did not ask for).
+OPTIONAL = {"control"}
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
@@ -156,7 +167,9 @@ def dataset_section(data: RunData, dataset: str, out_dir: Path) -> tuple[str, li
             continue
         fig = build(data, dataset)
         if fig is None:
-            notes.append(f"{stem} figure skipped: {UNMEASURED.get(stem, 'input not measured')}.")
+            if stem not in OPTIONAL:
+                notes.append(f"{stem} figure skipped: "
+                             f"{UNMEASURED.get(stem, 'input not measured')}.")
             continue
         path = plots.save(fig, out_dir / f"{_slug(dataset)}_{stem}.png")
         paths.append(path)

@@ -233,7 +233,7 @@ def curves(data: RunData, dataset: str, *, valid: bool = False, n_boot: int = 10
 
 #: Registered probes the summary runs: the trainer's own code, so numbers match metrics.jsonl.
 SUMMARY_PROBES = ("pass_at_k", "entropy", "ppl_base", "coverage", "delta_se", "crossover_k",
-                  "cover")
+                  "cover", "answers")
 
 
 def _checkpoint_row(data: RunData, dataset: str, step: int, prev: int | None) -> dict:

@@ -1,4 +1,5 @@
-"""Figures of the probes beyond the study's own (cover@τ): same colour rules as `plots`."""
+"""Figures of the probes beyond the study's own (cover@τ, answer diversity): same colour rules
+as `plots`."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from matplotlib.figure import Figure
 
 from rlboundary import probes
 from rlboundary.report.load import RunData
-from rlboundary.report.plots import (MAX_LEGEND, _checkpoint_legend, _new, _styled,
-                                     step_colors, step_label)
+from rlboundary.report.plots import (BASE_COLOR, MAX_LEGEND, OKABE_ITO, _checkpoint_legend,
+                                     _new, _outside_legend, _step_axis, _styled, step_colors,
+                                     step_label)
 
 
 @_styled
@@ -38,4 +40,69 @@ def cover_figure(data: RunData, dataset: str) -> Figure:
     ax.set_ylabel("cover@τ (fraction of problems)")
     ax.set_title(f"{dataset}: problems solved at least a fraction τ of the time")
     _checkpoint_legend(fig, ax, steps)
+    return fig
+
+
+@_styled
+def answers_figure(data: RunData, dataset: str) -> Figure | None:
+    """Answer diversity over training: mean distinct final answers per problem and the mean
+    entropy of their distribution (nats), over all samples (solid) and correct ones (dashed);
+    the base model's values as thin black lines. None when no probed step has the columns."""
+    rows = {s: probes.PROBES.get("answers")(data.table(dataset, s)) for s in data.steps(dataset)}
+    steps = [s for s, r in rows.items() if r]
+    if not steps:
+        return None
+    fig, axes = _new((10.0, 3.6), ncols=2)
+    panels = (("answers_distinct", "distinct answers per problem"),
+              ("answers_entropy", "answer entropy (nats)"))
+    for ax, (key, label) in zip(axes, panels):
+        for suffix, style, what in (("", "-", "all samples"), ("_correct", "--",
+                                                               "correct samples")):
+            y = [rows[s].get(key + suffix, np.nan) for s in steps]
+            ax.plot(steps, y, ls=style, marker="o", ms=4, lw=1.5,
+                    color=OKABE_ITO["vermillion"], label=what)
+            if 0 in steps:
+                ax.axhline(y[0], color=BASE_COLOR, ls=style, lw=0.8)
+        _step_axis(ax, steps)
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+    axes[0].set_title(f"{dataset}: distinct final answers")
+    axes[1].set_title("entropy of the answers' distribution")
+    _outside_legend(axes[1])
+    return fig
+
+
+@_styled
+def control_figure(data: RunData, dataset: str) -> Figure | None:
+    """The temperature control (RUN_DIR/control.json): pass@k of the base at the probe's
+    temperature T, the base at T* (where its token entropy equals the checkpoint's) and the
+    checkpoint, on one log-k plot. None when the run has no control for ``dataset``."""
+    import json
+
+    from rlboundary.report.load import curve, k_grid, load_run
+
+    path = data.run_dir / "control.json"
+    if not path.exists():
+        return None
+    info = json.loads(path.read_text()).get(dataset)
+    if not info or info["step"] not in data.steps(dataset):
+        return None
+    matched = load_run(info["run_dir"]).table(dataset, 0)
+    tables = {f"base, T={info['temperature']:g}": data.table(dataset, 0),
+              f"base, T*={info['matched_temperature']:g} (entropy matched)": matched,
+              f"{step_label(info['step'])}, T={info['temperature']:g}":
+                  data.table(dataset, info["step"])}
+    ks = k_grid(min(int(t["n"].min()) for t in tables.values()))
+    styles = [(BASE_COLOR, "--"), (OKABE_ITO["blue"], ":"), (OKABE_ITO["vermillion"], "-")]
+    fig, ax = _new((6.4, 3.8))
+    for (label, table), (color, ls) in zip(tables.items(), styles):
+        c = curve(table, ks)
+        ax.plot(c["k"], c["pass"], color=color, ls=ls, marker="o", ms=3.5, lw=1.5, label=label)
+        ax.fill_between(c["k"], c["lo"], c["hi"], color=color, alpha=0.12, lw=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k (samples per problem)")
+    ax.set_ylabel("pass@k")
+    ax.set_title(f"{dataset}: is the loss at large k only lower entropy? "
+                 f"(entropy {info['target_entropy']:.3f} nats)")
+    _outside_legend(ax)
     return fig

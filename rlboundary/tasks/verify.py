@@ -363,3 +363,17 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     acc = bool(verdicts) and verdicts[-1] is Verdict.CORRECT
     return {"score": 1.0 if acc else 0.0, "acc": acc, "pred": pred or "",
             "timeout": not acc and Verdict.TIMEOUT in verdicts}
+
+
+def answer_key(pred: str | None) -> str | None:
+    """The class of an extracted answer for counting distinct answers (probes/diversity.py):
+    the verifier's normalised string, or ``#<fraction>`` for a plain number (so "0.5", "1/2"
+    and "\\frac{1}{2}" are one answer); None for no answer. Cheap: no sympy, no worker."""
+    if not pred:
+        return None
+    s = normalize(pred)
+    if not s:
+        return None
+    number = verify_numbers.plain_number(s)
+    return f"#{number[0]}" if number is not None else s
+

@@ -33,7 +33,7 @@ class ChunkWorker:
         """-> (per-problem rows, per-sample rows) for one chunk."""
         from rlboundary.tasks import TASKS
         from rlboundary.tasks.prompts import render
-        from rlboundary.trainer.probe_runner import aggregate
+        from rlboundary.trainer.probe_rows import aggregate
         from rlboundary.trainer.rollout import score_samples
         from rlboundary.trainer.scoring import score_nll
 

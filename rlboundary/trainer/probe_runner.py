@@ -31,18 +31,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rlboundary.errors import UserError
-from rlboundary.probes import (grouped_summary, response_perplexity, run_probes, summary_keys,
-                               transitions_shared)
+from rlboundary.probes import run_probes, transitions_shared
 from rlboundary.tasks import TASKS, Task
 from rlboundary.tasks.schema import Record, ids_sha256
 from rlboundary.trainer import fanout
+from rlboundary.trainer.probe_rows import PROBLEM_COLUMNS, aggregate  # noqa: F401 (public)
 from rlboundary.trainer.store import (ProbeStore, read_metrics, upsert_metrics,
                                       write_json)
 
-PPL_SUMMARY = summary_keys("ppl_base")
-PROBLEM_COLUMNS = ["problem_id", "dataset", "step", "checkpoint", "difficulty", "n", "c",
-                   "c_valid", "n_timeout", "n_truncated", "mean_len", "entropy",
-                   "nll_base_sum", "n_tokens", "ppl_base_mean", "ppl_base_count", *PPL_SUMMARY]
 
 #: Version of the stored-result format (bumped when a column's meaning changes).
 FORMAT = 2
@@ -171,41 +167,6 @@ def _reuse_or_clear(store: ProbeStore, prov: Mapping, cfg: Mapping, what: str) -
         f"{store.final if store.done() else store.parts}: {what} was probed with other "
         f"settings: {'; '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}. Use another "
         f"run_dir, or force=true to replace it")
-
-
-def aggregate(samples: pd.DataFrame, records: list[Record], n: int, has_trace: bool
-              ) -> pd.DataFrame:
-    """Per-sample rows -> one row per problem (PROBLEM_COLUMNS, minus step/dataset/checkpoint).
-
-    Per-response base perplexity exp(nll_base / n_tokens) is summarised per problem by its
-    mean, count (responses with >= 1 token) and quantiles ppl_base_q0 ... ppl_base_q100, so
-    the distribution can be drawn without the samples file.
-    """
-    g = samples.groupby("problem_id", sort=False)
-    out = pd.DataFrame({
-        "n": g.size(), "c": g["correct"].sum(),
-        "c_valid": g["valid"].sum() if has_trace else -1,
-        "n_timeout": g["timeout"].sum(), "n_truncated": g["finish_reason"].apply(
-            lambda s: int((s == "length").sum())),
-        "mean_len": g["n_tokens"].mean(),
-        "entropy": g["entropy_sum"].sum() / g["n_tokens"].sum().clip(lower=1),
-        "nll_base_sum": g["nll_base"].sum(), "n_tokens": g["n_tokens"].sum(),
-    })
-    diff = {r.id: r.difficulty for r in records}
-    order = [r.id for r in records]
-    out = out.reindex(order).reset_index(names="problem_id")
-    if out["n"].isna().any() or (out["n"] != n).any():
-        raise RuntimeError(f"sample counts do not match n={n} for some problems")
-    index = samples["problem_id"].map({pid: i for i, pid in enumerate(order)}).to_numpy()
-    ppl = response_perplexity(samples["nll_base"].to_numpy(float),
-                              samples["n_tokens"].to_numpy(float))
-    mean, count, quant = grouped_summary(ppl, index, len(order))
-    out["ppl_base_mean"], out["ppl_base_count"] = mean, count
-    for j, key in enumerate(PPL_SUMMARY):
-        out[key] = quant[:, j]
-    out["difficulty"] = out["problem_id"].map(diff).astype(float)
-    return out.astype({"n": int, "c": int, "c_valid": int, "n_timeout": int,
-                       "n_truncated": int, "n_tokens": int, "ppl_base_count": int})
 
 
 def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,

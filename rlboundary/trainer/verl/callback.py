@@ -13,7 +13,8 @@ On each save the callback (1) waits for the checkpoint to be complete when ``asy
 with verl's FSDP model merger (``merge``) into ``actor/huggingface_merged``, and (3) per
 ``trainer.probe``: ``sync`` probes here, before training goes on; ``async`` queues the probe on a
 detached Ray actor holding ``cluster.probe_gpus`` GPUs of its own (the driver collects what is
-left when training ends); ``after`` leaves it to the driver once training ends.
+left when training ends); ``after`` leaves it to the driver once training ends (the HF weights
+are made here all the same).
 
 verl lets an exception in this hook abort training. Ours never raises: a failure is written to
 ``RUN_DIR/probe_failures.jsonl``, printed, and logged to W&B as ``probe/failures``; the
@@ -244,10 +245,12 @@ class ProbeCallback(CheckpointCallback):
         try:
             import_train_metrics(self.run_dir)
             self._collect_finished()
-            if self.rb["probe"] in ("off", "after"):
+            if self.rb["probe"] == "off":
                 return
             path = hf_checkpoint(checkpoint_dir, self.rb["hf_checkpoint"], async_save,
                                  float(self.rb["save_wait_s"]))
+            if self.rb["probe"] == "after":  # HF weights are ready for the driver's probes
+                return
             if not self.base_submitted:  # the base as step 0, as the local engine does
                 self.base_submitted = True
                 self._probe(self.rb["settings"]["base_path"], 0, checkpoint_dir)
