@@ -393,6 +393,11 @@ def _tables():
            "entropy": np.array([1.0, 2.0, np.nan, 4.0]),
            "mean_len": np.array([10.0, 30.0, 5.0, 0.0]),
            "nll_base_sum": np.array([8.0, 16.0, 0.0, 0.0]), "n_tokens": np.array([8, 8, 0, 0])}
+    for table in (base, cur):  # answer diversity columns (probes/diversity.py)
+        table.update(answers_distinct=np.array([2, 1, 0, 3]),
+                     answers_entropy=np.array([0.5, 0.0, 0.0, 1.0]),
+                     answers_distinct_correct=np.array([1, 1, 0, 1]),
+                     answers_entropy_correct=np.zeros(4))
     return cur, base
 
 

@@ -51,7 +51,8 @@ def test_recipe_passes_verls_validation(recipe, nodes, trained_base):
                                              f"base.path={trained_base}"], trained_base)
     roles = validate(verl_cfg)
     assert verl_cfg.trainer.nnodes == nodes and verl_cfg.trainer.n_gpus_per_node == 8
-    assert verl_cfg.trainer.use_v1 is True
+    assert verl_cfg.trainer.use_v1 is ("remax" not in recipe)   # V1 has no ReMax baseline
+    launch.check_supported(cfg, verl_cfg)
     assert verl_cfg.trainer.checkpoint_callback_class == CALLBACK
     assert verl_cfg.data.train_batch_size == 128 and verl_cfg.actor_rollout_ref.actor.optim.lr \
         == 1e-6
@@ -72,9 +73,9 @@ TABLE = [
              "critic.ppo_mini_batch_size": 16, "critic.cliprange_value": 0.5}),
     ("grpo", {"algorithm.adv_estimator": "grpo", "algorithm.norm_adv_by_std_in_grpo": True,
               "algorithm.filter_groups.enable": False}),
-    ("rloo", {"algorithm.adv_estimator": "rloo"}),
-    ("reinforce_pp", {"algorithm.adv_estimator": "reinforce_plus_plus"}),
-    ("remax", {"algorithm.adv_estimator": "remax"}),
+    ("rloo", {"algorithm.adv_estimator": "rloo", "trainer.use_v1": True}),
+    ("reinforce_pp", {"algorithm.adv_estimator": "reinforce_plus_plus", "trainer.use_v1": True}),
+    ("remax", {"algorithm.adv_estimator": "remax", "trainer.use_v1": False}),
     ("dapo", {"algorithm.adv_estimator": "grpo", "algorithm.filter_groups.enable": True,
               "algorithm.filter_groups.metric": "acc",
               "algorithm.filter_groups.max_num_gen_batches": 4,
@@ -90,7 +91,7 @@ TABLE = [
 ]
 COMMON = {"actor_rollout_ref.rollout.n": 8, "actor_rollout_ref.actor.use_kl_loss": False,
           "actor_rollout_ref.actor.kl_loss_coef": 0.001, "algorithm.use_kl_in_reward": False,
-          "actor_rollout_ref.actor.clip_ratio_low": 0.2, "trainer.use_v1": True,
+          "actor_rollout_ref.actor.clip_ratio_low": 0.2,
           "reward.custom_reward_function.name": "compute_score",
           "actor_rollout_ref.actor.loss_agg_mode": "token-mean"}
 
@@ -393,3 +394,51 @@ def test_after_mode_probes_every_checkpoint_once_training_ends(tmp_path, trained
     late = launch.finish_probes(cfg, settings)
     assert sorted(late) == [0, 2, 4]
     assert callback.failures(str(tmp_path / "run")) == []
+
+
+@pytest.mark.parametrize("settings,match", [
+    (["algorithm=remax", "verl.trainer.use_v1=true"], "ReMax"),
+    (["algorithm=remax", "trainer.probe=async"], "V1"),
+    (["algorithm=grpo", "verl.trainer.use_v1=false", "trainer.probe=async"], "V1"),
+    (["trainer.probe=sync"], "TaskRunner"),
+    (["trainer.probe=after", "trainer.keep_last=2"], "keep_last"),
+])
+def test_what_verl_cannot_run_is_refused_before_launch(settings, match, random_tiny_model):
+    from rlboundary.errors import UserError
+
+    verl_cfg, cfg = _verl(["engine=verl", *settings], random_tiny_model)
+    with pytest.raises(UserError, match=match):
+        launch.check_supported(cfg, verl_cfg)
+
+
+def test_resume_disable_refuses_a_run_dir_with_checkpoints(tmp_path):
+    from rlboundary.errors import UserError
+
+    cfg = plain(compose(["engine=verl", "resume=disable", f"run_dir={tmp_path}"]))
+    launch._check_resume(cfg)                       # empty run_dir: fine
+    (tmp_path / "checkpoints" / "global_step_5").mkdir(parents=True)
+    with pytest.raises(UserError, match="resume=auto"):
+        launch._check_resume(cfg)
+
+
+def test_probe_results_ride_along_with_verls_next_wandb_row(tmp_path, monkeypatch):
+    """verl logs with explicit steps, so a probe row must not commit (W&B would move its step
+    past verl's and drop verl's next rows): every log call from the hook has commit=False."""
+    import wandb
+
+    run = wandb.init(project="t", mode="offline", dir=str(tmp_path),
+                     settings=wandb.Settings(console="off"))
+    calls, real_log = [], run.log
+
+    def spy(data, *a, commit=None, **kw):
+        calls.append(commit)
+        return real_log(data, *a, commit=commit, **kw)
+
+    monkeypatch.setattr(run, "log", spy)
+    try:
+        callback._log_wandb(3, {"arith": {"pass@1": 0.5, "k_max": 8}})
+        callback._log_wandb(3, None, failed=True)
+    finally:
+        run.finish()
+    assert calls and all(c is False for c in calls)
+

@@ -55,16 +55,19 @@ def _finite(v: Any) -> bool:
 class WandbLogger:
     """Logs per-(step, dataset) probe scalars, pass@k line charts and the ledger table.
 
-    Pass `run=` to log into a run the trainer already opened (it is then not finished here);
+    Pass `run=` to log into a run the trainer already opened (it is then not finished here;
+    `commit=False` when that trainer logs with explicit steps, as verl does, so ours never
+    move W&B's step ahead of it);
     otherwise a run is started with `wandb.init(project=..., **init_kw)`.
     `keys` records every key logged, which is handy for tests and for a final sanity check.
     """
 
     def __init__(self, project: str = "rlboundary", *, name: str | None = None,
                  config: Mapping[str, Any] | None = None, mode: str | None = None,
-                 run: Any = None, **init_kw: Any):
+                 run: Any = None, commit: bool = True, **init_kw: Any):
         wandb = _wandb()
         self._owns_run = run is None
+        self.commit = commit  # False: ride along with the trainer's next `log(step=...)`
         if run is None:
             run = wandb.init(project=project, name=name, config=dict(config or {}),
                              mode=resolve_mode(mode), **init_kw)
@@ -90,7 +93,7 @@ class WandbLogger:
         return Path(self.run.dir).parent
 
     def _log(self, step: int, payload: dict[str, Any]) -> None:
-        self.run.log({STEP_KEY: int(step), **payload})
+        self.run.log({STEP_KEY: int(step), **payload}, commit=self.commit)
         self.keys.update(payload)
 
     def log_metrics(self, step: int, dataset: str, metrics: Mapping[str, Any]) -> dict:

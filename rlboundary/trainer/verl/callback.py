@@ -11,7 +11,8 @@ come in the verl config's ``rlboundary`` node (``launch.callback_settings``).
 On each save the callback (1) waits for the checkpoint to be complete when ``async_save``,
 (2) finds HF weights in ``actor/huggingface`` (``cluster.hf_checkpoint=save``) or makes them
 with verl's FSDP model merger (``merge``) into ``actor/huggingface_merged``, and (3) per
-``trainer.probe``: ``sync`` probes here, before training goes on; ``async`` queues the probe on a
+``trainer.probe``: ``sync`` probes here, before training goes on (CPU checks only: the
+launcher refuses it on GPUs, see ``launch.check_supported``); ``async`` queues the probe on a
 detached Ray actor holding ``cluster.probe_gpus`` GPUs of its own (the driver collects what is
 left when training ends); ``after`` leaves it to the driver once training ends (the HF weights
 are made here all the same).
@@ -181,10 +182,12 @@ def _log_wandb(step: int, results: Mapping[str, Any] | None, failed: bool = Fals
         return
     from rlboundary.report.wandb_log import STEP_KEY, WandbLogger
 
+    # verl logs with explicit steps: an uncommitted row joins its next one instead of moving
+    # W&B's step past it (W&B drops rows whose step went backwards).
     if failed:
-        wandb.run.log({STEP_KEY: int(step), "probe/failures": 1})
+        wandb.run.log({STEP_KEY: int(step), "probe/failures": 1}, commit=False)
         return
-    logger = WandbLogger(run=wandb.run)
+    logger = WandbLogger(run=wandb.run, commit=False)
     for dataset, metrics in (results or {}).items():
         logger.log_metrics(step, dataset, metrics)
 
@@ -193,6 +196,17 @@ def actor_name(run_dir: str) -> str:
     """The detached probe actor's Ray name for ``run_dir`` (the driver finds it by this)."""
     digest = hashlib.sha256(os.path.abspath(run_dir).encode()).hexdigest()[:12]
     return f"rlboundary-probe-{digest}"
+
+
+def kill_actor(run_dir: str) -> bool:
+    """Kill the detached probe actor of ``run_dir`` if one is alive; True if one was."""
+    import ray
+
+    try:
+        ray.kill(ray.get_actor(actor_name(run_dir)))
+        return True
+    except ValueError:
+        return False
 
 
 class ProbeActor:
@@ -276,8 +290,9 @@ class ProbeCallback(CheckpointCallback):
         if self.actor is None:
             settings = {**self.rb["settings"], "progress": False,
                         "probe": {**self.rb["settings"]["probe"], "workers": 1}}
+            kill_actor(self.run_dir)  # one left by a crashed run holds a GPU and old settings
             self.actor = ray.remote(ProbeActor).options(
-                name=actor_name(self.run_dir), lifetime="detached", get_if_exists=True,
+                name=actor_name(self.run_dir), lifetime="detached",
                 num_cpus=1, num_gpus=int(self.rb["probe_gpus"]),
                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
             ).remote(settings)

@@ -88,6 +88,7 @@ def prepare(cfg: Mapping[str, Any], base_path: str, probe_settings: Mapping[str,
             ray_init.address = cfg["ray"]["address"]
         if cfg["ray"]["num_cpus"] and ray_init.get("num_cpus") is None:
             ray_init.num_cpus = cfg["ray"]["num_cpus"]
+    check_supported(cfg, verl_cfg)
     return verl_cfg, _validate(verl_cfg)
 
 
@@ -121,15 +122,27 @@ def train(cfg: Mapping[str, Any], base_path: str,
               "nothing launched")
         return {"verl_config": verl_cfg}
     _check_data(cfg)
+    _check_resume(cfg)
+    import ray
     from verl.trainer.main_ppo import main as verl_main
 
     os.environ.update(OmegaConf.to_container(verl_cfg.ray_kwargs.ray_init.runtime_env.env_vars))
     run_dir = cfg["run_dir"]
     try:
-        verl_main(verl_cfg)
+        try:
+            verl_main(verl_cfg)
+        except BaseException:
+            if ray.is_initialized():
+                callback.kill_actor(run_dir)  # a detached actor would outlive the run
+            raise
+        finally:
+            callback.import_train_metrics(run_dir)
+        probes = finish_probes(cfg, probe_settings)
     finally:
-        callback.import_train_metrics(run_dir)
-    probes = finish_probes(cfg, probe_settings)
+        # verl starts Ray with this run's runtime_env (W&B id, metrics file); the next run of a
+        # sweep in this process must start its own.
+        if ray.is_initialized():
+            ray.shutdown()
     from rlboundary.report.training import load_train_metrics
 
     train_rows = load_train_metrics(run_dir).set_index("step").to_dict("index")
@@ -139,6 +152,42 @@ def train(cfg: Mapping[str, Any], base_path: str,
     steps = [s for s, _ in find_checkpoints(ckpts)] if os.path.isdir(ckpts) else []
     return {"train": train_rows, "probes": probes, "checkpoints": steps,
             "failures": callback.failures(run_dir)}
+
+
+def check_supported(cfg: Mapping[str, Any], verl_cfg) -> None:
+    """What verl 0.9.1 cannot run as asked, as one ``UserError``:
+
+    - ReMax forced onto the V1 trainer: V1 never draws the greedy baseline (only the legacy
+      trainer's fit loop does), so its advantage step fails; the translation picks legacy.
+    - Probes during training without V1 (only V1 calls checkpoint callbacks): use ``after``.
+    - ``trainer.probe=sync`` (in the hook, in verl's TaskRunner: it sees every GPU of the node
+      while verl's workers hold them, so the probe's workers would wait for GPUs forever).
+    - ``trainer.keep_last`` with ``after``/``async`` probes: verl deletes old checkpoints
+      before those probes reach them.
+    """
+    probe, v1 = cfg["trainer"]["probe"], bool(verl_cfg.trainer.use_v1)
+    if v1 and verl_cfg.algorithm.adv_estimator == "remax":
+        raise UserError("engine=verl: verl 0.9.1's V1 trainer has no ReMax greedy baseline; "
+                        "drop verl.trainer.use_v1=true (ReMax runs verl's legacy trainer)")
+    if not v1 and probe in ("sync", "async"):
+        raise UserError(f"engine=verl: trainer.probe={probe} needs verl's V1 trainer (only it "
+                        "calls checkpoint callbacks); use trainer.probe=after")
+    if probe == "sync":
+        raise UserError("engine=verl: trainer.probe=sync would probe inside verl's TaskRunner, "
+                        "next to GPUs verl holds; use after, or async with cluster.probe_gpus "
+                        "GPUs beyond verl's")
+    if cfg["trainer"]["keep_last"] and probe in ("after", "async"):
+        raise UserError("engine=verl: trainer.keep_last deletes checkpoints before the "
+                        f"{probe} probes reach them; keep all (null) or set trainer.probe=off")
+
+
+def _check_resume(cfg: Mapping[str, Any]) -> None:
+    """``resume=disable`` refuses a run_dir with checkpoints (as the local engine does); verl's
+    own ``disable`` would retrain into the same global_step_N folders."""
+    ckpts = os.path.join(cfg["run_dir"], "checkpoints")
+    if cfg["resume"] == "disable" and os.path.isdir(ckpts) and os.listdir(ckpts):
+        raise UserError(f"{cfg['run_dir']} already has checkpoints: pass resume=auto to "
+                        "continue it, or another run_dir=DIR")
 
 
 def _check_data(cfg: Mapping[str, Any]) -> None:

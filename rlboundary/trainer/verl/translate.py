@@ -8,7 +8,9 @@ default, interpolation and group choice is verl's, and ``verl.KEY=VALUE`` (the `
 applied last) reaches any key verl has.
 
 What it sets beyond the one-to-one names:
-- ``trainer.use_v1=true``: only the V1 trainer calls checkpoint callbacks; the callback is
+- ``trainer.use_v1=true`` (false for ReMax: V1 never draws its greedy baseline, so ReMax runs
+  verl's legacy trainer and is probed after training): only the V1 trainer calls checkpoint
+  callbacks; the callback is
   ``rlboundary.trainer.verl.callback.ProbeCallback`` and its settings ride in the config's
   ``rlboundary`` node (the callback receives only the config).
 - ``reward.custom_reward_function.{path,name}`` -> ``rlboundary/tasks/verify.py:compute_score``
@@ -19,6 +21,11 @@ What it sets beyond the one-to-one names:
   templated prompt through unchanged, so training sees the prompts the probes measure.
 - With ``cluster.hf_checkpoint=save``, ``hf_model`` joins the actor's ``save_contents`` so each
   ``global_step_N/actor/huggingface`` holds full HF weights for the probes.
+
+Set but not read by verl 0.9.1's V1 trainer (kept for the legacy trainer, and so the config
+says what was asked): ``algorithm.filter_groups.max_num_gen_batches`` (V1 warns and keeps
+sampling until the batch is full) and ``critic.ppo_micro_batch_size_per_gpu`` (V1's critic
+uses dynamic batch sizes).
 """
 
 from __future__ import annotations
@@ -147,9 +154,13 @@ def _reward(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def _trainer(cfg: Mapping[str, Any]) -> dict[str, Any]:
     tr = cfg["trainer"]
     logger = [b for b in tr["logger"] if b in ("console", "wandb")] + ["file"]
-    return {"trainer.use_v1": True,
+    # verl 0.9.1's V1 trainer never draws ReMax's greedy baseline; its legacy trainer does
+    return {"trainer.use_v1": cfg["algorithm"]["adv_estimator"] != "remax",
             "trainer.checkpoint_callback_class": CALLBACK,
             "trainer.total_training_steps": tr["total_training_steps"],
+            # epochs never end a run before its steps (verl's default 30 epochs of a filtered
+            # Omni-MATH train set can be 420 steps, not 450)
+            "trainer.total_epochs": 1_000_000,
             "trainer.save_freq": tr["save_freq"] or -1,
             "trainer.test_freq": tr["save_freq"] or -1,
             "trainer.critic_warmup": tr["critic_warmup"],
