@@ -124,3 +124,26 @@ def test_vllm_entropy_is_named_as_a_monte_carlo_estimate(tmp_path):
         out[sampler] = _metrics(cfg, "arithmetic", 0, cur, cur)
     assert out["hf"]["entropy"] == pytest.approx((0.5 * 10 + 1.5 * 30) / 40)
     assert "entropy" not in out["vllm"] and out["vllm"]["entropy_mc"] == out["hf"]["entropy"]
+
+
+def test_the_base_probing_itself_reuses_the_samplers_logprobs(quick_base):
+    """Step 0 at T=1, top-p 1: nll_base comes from the sampler's own log-probs (no second
+    forward pass) and equals the teacher-forced score of the same tokens."""
+    from rlboundary.cli import compose, plain
+    from rlboundary.tasks.prompts import render
+    from rlboundary.trainer.fanout import ChunkWorker
+    from rlboundary.trainer.probe_runner import load_dataset
+    from rlboundary.trainer.scoring import score_nll
+
+    cfg = plain(compose([]))
+    task, recs = load_dataset("arithmetic", cfg["data"], cfg["cache_dir"], 3)
+    worker = ChunkWorker(quick_base, quick_base, cfg["sampler"])
+    job = dict(task="arithmetic", n=8, seed=0, has_trace=True,
+               sampling={"max_new_tokens": 64, "temperature": 1.0, "top_p": 1.0})
+    _, samples = worker.run(0, recs, job)
+    prompts = [render(task.template, r.problem) for r in recs]
+    nll, _ = score_nll(worker.base_model, worker.sampler.tokenizer,
+                       [prompts[i // 8] for i in range(len(samples))],
+                       list(samples["token_ids"]))
+    assert len(samples) == 24
+    assert abs(samples["nll_base"].to_numpy() - nll).max() < 1e-3

@@ -43,12 +43,19 @@ class ChunkWorker:
                                     temperature=float(s["temperature"]),
                                     top_p=float(s["top_p"]), seed=int(job["seed"]) + chunk_idx)
         samples = score_samples(task, records, batch, n)
-        nll, ntok = score_nll(self.base_model, self.sampler.tokenizer,
-                              [prompts[i // n] for i in range(len(batch))], batch.token_ids,
-                              batch_size=256)
-        if (ntok != samples["n_tokens"].to_numpy()).any():
-            raise RuntimeError("base-model scoring saw other response lengths than the sampler")
-        samples["nll_base"] = nll
+        if self.base_model is self.sampler.model and float(s["temperature"]) == 1.0 \
+                and float(s["top_p"]) == 1.0:
+            # the base probing itself at T=1: the sampler's log-probs are the base's, no
+            # second forward pass (they equal a teacher-forced pass: tests/test_samplers.py)
+            samples["nll_base"] = -samples["logprob_sum"].to_numpy(float)
+        else:
+            nll, ntok = score_nll(self.base_model, self.sampler.tokenizer,
+                                  [prompts[i // n] for i in range(len(batch))], batch.token_ids,
+                                  batch_size=256)
+            if (ntok != samples["n_tokens"].to_numpy()).any():
+                raise RuntimeError("base-model scoring saw other response lengths than the "
+                                   "sampler")
+            samples["nll_base"] = nll
         return aggregate(samples, list(records), n, job["has_trace"]), samples
 
 
