@@ -312,10 +312,9 @@ def _fill_from_metrics(df: pd.DataFrame, metrics: pd.DataFrame, dataset: str) ->
     m = metrics[metrics["dataset"] == dataset].drop(columns=["dataset"]).set_index("step")
     m = m.drop(columns=["settings"], errors="ignore").apply(pd.to_numeric, errors="coerce")
     out = df.set_index("step")
-    for col in m.columns:
-        if col not in out.columns:
-            out[col] = math.nan
-        out[col] = out[col].fillna(m[col].reindex(out.index))
+    new = [c for c in m.columns if c not in out.columns]
+    out = pd.concat([out, pd.DataFrame(math.nan, index=out.index, columns=new)], axis=1)
+    out = out.fillna(m.reindex(index=out.index, columns=out.columns))
     return out.reset_index()
 
 

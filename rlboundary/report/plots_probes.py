@@ -62,7 +62,8 @@ def answers_figure(data: RunData, dataset: str) -> Figure | None:
             ax.plot(steps, y, ls=style, marker="o", ms=4, lw=1.5,
                     color=OKABE_ITO["vermillion"], label=what)
             if 0 in steps:
-                ax.axhline(y[0], color=BASE_COLOR, ls=style, lw=0.8)
+                ax.axhline(y[0], color=BASE_COLOR, ls=style, lw=0.8,
+                           label="base model" if not suffix else None)
         _step_axis(ax, steps)
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
@@ -102,7 +103,7 @@ def control_figure(data: RunData, dataset: str) -> Figure | None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("pass@k")
-    ax.set_title(f"{dataset}: is the loss at large k only lower entropy? "
-                 f"(entropy {info['target_entropy']:.3f} nats)")
+    ax.set_title(f"{dataset}: is the loss at large k only lower entropy? (token entropy "
+                 f"{info['target_entropy']:.3f} nats on {info['problems']} problems)")
     _outside_legend(ax)
     return fig
