@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rlboundary.cli_help import settings_help
 from rlboundary.errors import UserError
 from rlboundary.cli_args import expand_shorthands, recipe_keys, recipe_overrides, verl_keys
-from rlboundary.hydra_scope import own_hydra
+from rlboundary.hydra_scope import first_line, own_hydra
 from rlboundary.settings_check import check_settings
 
 
@@ -52,8 +52,7 @@ def compose_hydra(overrides: list[str], multirun: bool = False) -> DictConfig:
                 "config", verl_keys(overrides), run_mode=mode, from_shell=False,
                 with_log_configuration=False)
     except (HydraException, OmegaConfBaseException) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"bad setting: {first} (rlboundary COMMAND --help lists the "
+        raise UserError(f"bad setting: {first_line(e)} (rlboundary COMMAND --help lists the "
                         f"settings)") from None
 
 
@@ -267,8 +266,8 @@ def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
 
 
 def run_train_verl(cfg: DictConfig, timings: dict[str, float]) -> dict:
-    """engine=verl: the base is ``base.path`` (a local directory or a hub id verl downloads)
-    or the tiny model we build; verl trains, our checkpoint callback probes."""
+    """engine=verl: the base is ``base.path`` (a local directory: the probes hash and load it
+    as step 0) or the tiny model we build; verl trains, our checkpoint callback probes."""
     from rlboundary.trainer.verl.launch import train
 
     base = cfg.base.path or build_base(cfg, timings)

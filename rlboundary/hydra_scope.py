@@ -1,4 +1,4 @@
-"""Composing a config while Hydra runs a job.
+"""Composing a config while Hydra runs a job, and Hydra's errors in one line.
 
 Inside a ``train -m`` job Hydra's global state is taken: ``initialize_config_module`` refuses to
 start ("GlobalHydra is already initialized"). Composing another config there (a probe dataset's,
@@ -24,3 +24,9 @@ def own_hydra() -> Iterator[None]:
         GlobalHydra.instance().clear()
         if saved is not None:
             GlobalHydra.instance().initialize(saved)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a Hydra / OmegaConf error (its type name when it has no text)."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+

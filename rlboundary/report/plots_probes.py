@@ -3,11 +3,13 @@ as `plots`."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from matplotlib.figure import Figure
 
 from rlboundary import probes
-from rlboundary.report.load import RunData
+from rlboundary.report.load import RunData, curve, k_grid, load_run, summary
 from rlboundary.report.plots import (BASE_COLOR, MAX_LEGEND, OKABE_ITO, _checkpoint_legend,
                                      _new, _outside_legend, _step_axis, _styled, step_colors,
                                      step_label)
@@ -48,8 +50,11 @@ def answers_figure(data: RunData, dataset: str) -> Figure | None:
     """Answer diversity over training: mean distinct final answers per problem and the mean
     entropy of their distribution (nats), over all samples (solid) and correct ones (dashed);
     the base model's values as thin black lines. None when no probed step has the columns."""
-    rows = {s: probes.PROBES.get("answers")(data.table(dataset, s)) for s in data.steps(dataset)}
-    steps = [s for s, r in rows.items() if r]
+    table = summary(data, dataset).set_index("step")   # runs the `answers` probe per step
+    if "answers_distinct" not in table.columns:
+        return None
+    table = table[np.isfinite(table["answers_distinct"].to_numpy(float))]
+    steps = [int(s) for s in table.index]
     if not steps:
         return None
     fig, axes = _new((10.0, 3.6), ncols=2)
@@ -58,7 +63,9 @@ def answers_figure(data: RunData, dataset: str) -> Figure | None:
     for ax, (key, label) in zip(axes, panels):
         for suffix, style, what in (("", "-", "all samples"), ("_correct", "--",
                                                                "correct samples")):
-            y = [rows[s].get(key + suffix, np.nan) for s in steps]
+            col = key + suffix
+            y = table[col].to_numpy(float) if col in table.columns else np.full(len(steps),
+                                                                                np.nan)
             ax.plot(steps, y, ls=style, marker="o", ms=4, lw=1.5,
                     color=OKABE_ITO["vermillion"], label=what)
             if 0 in steps:
@@ -78,10 +85,6 @@ def control_figure(data: RunData, dataset: str) -> Figure | None:
     """The temperature control (RUN_DIR/control.json): pass@k of the base at the probe's
     temperature T, the base at T* (where its token entropy equals the checkpoint's) and the
     checkpoint, on one log-k plot. None when the run has no control for ``dataset``."""
-    import json
-
-    from rlboundary.report.load import curve, k_grid, load_run
-
     path = data.run_dir / "control.json"
     if not path.exists():
         return None

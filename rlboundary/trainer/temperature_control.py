@@ -19,6 +19,7 @@ from typing import Any, Mapping
 
 from rlboundary.probes import match_temperature
 from rlboundary.tasks.prompts import render
+from rlboundary.trainer.samplers import make_sampler
 from rlboundary.trainer.store import write_json
 
 CONTROL_FILE = "control.json"
@@ -35,13 +36,6 @@ def sampled_entropy(sampler, prompts: list[str], temperature: float, settings: M
     return sum(float(e.sum()) for e in batch.entropies) / max(tokens, 1)
 
 
-def _sampler(cfg: Mapping, path: str):
-    from rlboundary.trainer.samplers import make_sampler
-
-    kw = dict(cfg["sampler"])
-    return make_sampler(kw.pop("name"), path, **kw)
-
-
 def matched_temperature(cfg: Mapping, model_path: str, prompts: list[str]) -> dict[str, Any]:
     """Bisection for the base temperature whose entropy on ``prompts`` equals the model's at
     ``sampling.temperature``. Returns ``{"temperature", "matched_temperature", "target_entropy",
@@ -51,8 +45,10 @@ def matched_temperature(cfg: Mapping, model_path: str, prompts: list[str]) -> di
     settings = {"n": ctl["n"], "top_p": samp["top_p"], "seed": cfg["seed"],
                 "max_new_tokens": samp["max_new_tokens"]}
     t0 = float(samp["temperature"])
-    target = sampled_entropy(_sampler(cfg, model_path), prompts, t0, settings)
-    base = _sampler(cfg, cfg["base_path"])
+    spec = dict(cfg["sampler"])   # make_sampler ignores the config's own `name` key
+    target = sampled_entropy(make_sampler(spec["name"], model_path, **spec), prompts, t0,
+                             settings)
+    base = make_sampler(spec["name"], cfg["base_path"], **spec)
     lo, hi = (float(x) for x in ctl["bracket"])
     t_star, h_star, trace = match_temperature(
         lambda t: sampled_entropy(base, prompts, t, settings), target, lo, hi,

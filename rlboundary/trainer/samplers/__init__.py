@@ -72,10 +72,11 @@ def decode_responses(tokenizer, token_ids: list[np.ndarray]) -> list[str]:
     return out
 
 
-def make_sampler(name: str, model_path: str | None = None, **kw):
+def make_sampler(name: str, model_path: str | None = None, /, **kw):
     """Build the sampler registered as ``name``; ``kw`` are its config knobs (conf/sampler/*.yaml).
 
-    A ``name`` key in ``kw`` (a Hydra config passed whole) is ignored.
+    A ``name`` key in ``kw`` (a Hydra config passed whole) is ignored: ``name`` and
+    ``model_path`` are positional-only, so ``make_sampler(spec["name"], path, **spec)`` works.
     """
     kw.pop("name", None)
     return SAMPLERS.get(name)(model_path, **kw)

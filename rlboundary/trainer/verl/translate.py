@@ -35,7 +35,7 @@ import os
 from typing import Any, Mapping
 
 from rlboundary.errors import UserError
-from rlboundary.hydra_scope import own_hydra
+from rlboundary.hydra_scope import first_line, own_hydra
 
 CALLBACK = "rlboundary.trainer.verl.callback.ProbeCallback"
 # Loads the callback's module in every process that imports verl (verl/__init__.py); Ray
@@ -227,8 +227,8 @@ def compose_verl(cfg: Mapping[str, Any], model_path: str, extra: Mapping[str, An
         with own_hydra(), initialize_config_module("verl.trainer.config", version_base=None):
             out = compose("ppo_trainer", overrides=overrides(cfg, model_path))
     except (HydraException, OmegaConfBaseException) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"engine=verl: verl's config rejects a setting: {first}") from None
+        raise UserError(f"engine=verl: verl's config rejects a setting: {first_line(e)}"
+                        ) from None
     with open_dict(out):
         out.rlboundary = OmegaConf.create(dict(extra))
     return out
