@@ -10,14 +10,17 @@ Modules:
 - ledger: which problems base and policy solve at all (coverage, transitions).
 - cover: cover@τ, the share of problems solved at least a fraction τ of the time.
 - answers: distinct final answers per problem and the entropy of their distribution.
+- adaptive: pass@k from an adaptive probe's early-stopped problems (empirical-Bayes
+  predictive estimate), its stopping rule and its band.
 - suite: the PROBES registry of fn(cur, base, **params) -> dict[str, float] and run_probes.
 
 See each module's docstring for why it exists and where it differs from arXiv 2504.13837.
 """
 
 from .ledger import CATEGORIES, coverage, ledger_categories, transitions, transitions_shared
-from .passk import (DeltaSE, bootstrap_ci, crossover_k, delta_se, paired_diff_ci, pass_at_k,
-                    pass_at_k_curve)
+from .passk import (DeltaSE, adaptive_target, bootstrap_ci, crossover_k, delta_se, k_max,
+                    paired_diff_ci, pass_at_k, pass_at_k_curve, per_problem)
+from .adaptive import fit_prior, freeze, predictive, set_band
 from .stats import (DEFAULT_EDGES, accuracy_bin_keys, accuracy_bin_labels, accuracy_histogram,
                     SUMMARY_QS, entropy_per_problem, grouped_summary, mean_token_entropy,
                     mixture_quantiles, perplexity, response_perplexity, summary_keys,
@@ -35,5 +38,6 @@ __all__ = [
     "mean_token_entropy", "paired_diff_ci", "pass_at_k", "pass_at_k_curve", "perplexity",
     "run_probes", "token_entropy_from_logits", "transitions", "weighted_mean",
     "SUMMARY_QS", "grouped_summary", "mixture_quantiles", "response_perplexity", "summary_keys",
-    "transitions_shared",
+    "transitions_shared", "adaptive_target", "k_max", "per_problem", "fit_prior", "freeze",
+    "predictive", "set_band",
 ]

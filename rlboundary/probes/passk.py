@@ -144,13 +144,47 @@ def pass_at_k(n, c, k):
     return m
 
 
-def pass_at_k_curve(n, c, ks) -> np.ndarray:
-    """Mean pass@k over problems: n, c (P,), ks (K,) or int -> (K,). NaN when P == 0."""
+def adaptive_target(n, n_target) -> int | None:
+    """The full sample count N of an adaptive probe's rows, or None when every problem has
+    its N samples (or ``n_target`` is None: rows of a non-adaptive probe)."""
+    if n_target is None:
+        return None
+    nt = np.atleast_1d(np.asarray(n_target))
+    if nt.size == 0 or not (np.asarray(n) < nt).any():
+        return None
+    return int(nt.max())
+
+
+def k_max(n, n_target=None) -> int:
+    """The largest k pass@k is defined for: n_target for an adaptive probe's rows, else
+    min(n)."""
+    return adaptive_target(n, n_target) or int(np.min(n))
+
+
+def per_problem(n, c, ks, n_target=None) -> np.ndarray:
+    """Per-problem pass@k ``(P, K)`` for ``n, c (P,)`` and ``ks (K,)``.
+
+    Without ``n_target`` (or when every problem has ``n_target`` samples) the unbiased
+    estimator above, which needs ``k <= min(n)``; with problems an adaptive probe stopped early
+    (``n < n_target``), the predictive estimate of probes/adaptive.py, for ``k <= n_target``.
+    Raises ValueError on invalid counts or k.
+    """
     n_arr, c_arr = _check_nc(n, c)
-    k_arr = _check_ks(ks, n_arr)
+    N = adaptive_target(n_arr, n_target)
+    if N is None:
+        return _matrix(n_arr, c_arr, _check_ks(ks, n_arr))
+    from .adaptive import predictive
+
+    return predictive(n_arr, c_arr, np.atleast_1d(np.asarray(ks, dtype=np.int64)), N)[0]
+
+
+def pass_at_k_curve(n, c, ks, n_target=None) -> np.ndarray:
+    """Mean pass@k over problems: n, c (P,), ks (K,) or int -> (K,). NaN when P == 0.
+    ``n_target``: rows of an adaptive probe (see :func:`per_problem`)."""
+    n_arr, c_arr = _check_nc(n, c)
     if n_arr.size == 0:
-        return np.full(k_arr.size, np.nan)
-    return _matrix(n_arr, c_arr, k_arr).mean(axis=0)
+        return np.full(np.atleast_1d(ks).size, np.nan)
+    return per_problem(n_arr, c_arr, ks, n_target).mean(axis=0)
 
 
 def _resample_weights(P: int, n_boot: int, seed: int) -> np.ndarray:
@@ -281,7 +315,7 @@ def _band(per_problem: np.ndarray, n_boot: int, seed: int, alpha: float, method:
 
 
 def bootstrap_ci(n, c, ks, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
-                 method: str = "t"):
+                 method: str = "t", n_target=None):
     """Band for mean pass@k over problems (the name predates the t default; kept for callers).
 
     Shapes: n, c (P,); ks (K,) or int. Returns (lo (K,), hi (K,)) at level 1 - alpha, clipped
@@ -291,16 +325,17 @@ def bootstrap_ci(n, c, ks, n_boot: int = 1000, seed: int = 0, alpha: float = 0.0
     deterministic for a given seed; it under-covers below ~30 problems.
     NaN when P == 0, and when P == 1 (no band from one problem).
     Per-problem pass@k is computed once; replicates reuse it (no re-estimation per draw).
+    ``n_target``: rows of an adaptive probe (:func:`per_problem`).
     """
     n_arr, c_arr = _check_nc(n, c)
-    k_arr = _check_ks(ks, n_arr)
-    _, lo, hi = _band(_matrix(n_arr, c_arr, k_arr), n_boot, seed, alpha, method)
+    k_arr = np.atleast_1d(np.asarray(ks, dtype=np.int64))
+    _, lo, hi = _band(per_problem(n_arr, c_arr, k_arr, n_target), n_boot, seed, alpha, method)
     # t: a probability band stays in [0, 1]; percentile: centring leaves float dust (-1e-18).
     return np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
 
 
 def paired_diff_ci(n_a, c_a, n_b, c_b, ks, n_boot: int = 1000, seed: int = 0,
-                   alpha: float = 0.05, method: str = "t"):
+                   alpha: float = 0.05, method: str = "t", n_target_a=None, n_target_b=None):
     """Mean pass@k of checkpoint a minus checkpoint b on the same problems, with a paired band.
 
     Shapes: n_a, c_a, n_b, c_b (P,), rows aligned by problem; ks (K,) or int, each k <= every
@@ -308,14 +343,15 @@ def paired_diff_ci(n_a, c_a, n_b, c_b, ks, n_boot: int = 1000, seed: int = 0,
     cancels: method="t" (default), the paired Student-t interval (see `_t_band`), clipped to
     [-1, 1]; method="percentile", each bootstrap replicate draws one set of problems and
     applies it to both checkpoints. Returns (diff (K,), lo (K,), hi (K,)); lo, hi NaN when
-    P < 2. Identical inputs give exactly zero for all three.
+    P < 2. Identical inputs give exactly zero for all three. ``n_target_a`` / ``n_target_b``:
+    rows of adaptive probes (:func:`per_problem`).
     """
     na, ca = _check_nc(n_a, c_a)
     nb, cb = _check_nc(n_b, c_b)
     if na.shape != nb.shape:
         raise ValueError(f"paired inputs need the same problems, got {na.size} and {nb.size} rows")
-    k_arr = _check_ks(ks, np.concatenate([na, nb]))
-    d = _matrix(na, ca, k_arr) - _matrix(nb, cb, k_arr)
+    k_arr = np.atleast_1d(np.asarray(ks, dtype=np.int64))
+    d = per_problem(na, ca, k_arr, n_target_a) - per_problem(nb, cb, k_arr, n_target_b)
     mean, lo, hi = _band(d, n_boot, seed, alpha, method)
     return mean, np.clip(lo, -1.0, 1.0), np.clip(hi, -1.0, 1.0)
 
@@ -327,7 +363,8 @@ class DeltaSE(NamedTuple):
     k: int
 
 
-def delta_se(base_n, base_c, pol_n, pol_c, k: int = 256) -> DeltaSE:
+def delta_se(base_n, base_c, pol_n, pol_c, k: int = 256, base_target=None,
+             pol_target=None) -> DeltaSE:
     """The study's sampling-efficiency gap: mean base pass@k minus mean policy pass@1.
 
     Shapes: all (P,), rows aligned by problem. Large values mean the base model, given k
@@ -336,7 +373,8 @@ def delta_se(base_n, base_c, pol_n, pol_c, k: int = 256) -> DeltaSE:
     When some base problem has fewer than k samples, pass@k is undefined there; we then use
     k = min(base_n) for every problem (one k for the whole set, so the mean is one curve point)
     and return it as `.k`; callers should label the number "ΔSE@<k>" when k differs from the
-    request. The study always had n >= 256 so its ΔSE is the k=256 case.
+    request. The study always had n >= 256 so its ΔSE is the k=256 case. ``base_target`` /
+    ``pol_target``: the full sample counts of adaptive probes' rows (:func:`per_problem`).
     """
     bn, bc = _check_nc(base_n, base_c)
     pn, pc = _check_nc(pol_n, pol_c)
@@ -346,20 +384,22 @@ def delta_se(base_n, base_c, pol_n, pol_c, k: int = 256) -> DeltaSE:
         raise ValueError(f"delta_se needs k >= 1, got k={k}")
     if bn.size == 0:
         return DeltaSE(float("nan"), int(k))
-    k_used = min(int(k), int(bn.min()))
-    base = float(_matrix(bn, bc, np.array([k_used])).mean())
-    pol = float((pc / pn).mean())
+    k_used = min(int(k), adaptive_target(bn, base_target) or int(bn.min()))
+    base = float(per_problem(bn, bc, [k_used], base_target).mean())
+    pol = float(per_problem(pn, pc, [1], pol_target).mean())
     return DeltaSE(base - pol, k_used)
 
 
-def crossover_k(base_n, base_c, pol_n, pol_c, ks: Sequence[int] | None = None) -> int | None:
+def crossover_k(base_n, base_c, pol_n, pol_c, ks: Sequence[int] | None = None,
+                base_target=None, pol_target=None) -> int | None:
     """Smallest k at which the base model's mean pass@k reaches (>=) the policy's.
 
     Shapes: all (P,), rows aligned by problem. ks: candidate k values (any order); default every
     k from 1 to the largest k both checkpoints support. Candidates above min(base_n) or
     min(pol_n) are ignored (pass@k is undefined there). Returns None when the base curve stays
     below the policy's at every supported candidate (or no candidate is supported). "Reaches"
-    allows 1e-12 of float noise, so exact ties count as crossing.
+    allows 1e-12 of float noise, so exact ties count as crossing. ``base_target`` /
+    ``pol_target``: the full sample counts of adaptive probes' rows (:func:`per_problem`).
     """
     bn, bc = _check_nc(base_n, base_c)
     pn, pc = _check_nc(pol_n, pol_c)
@@ -367,7 +407,8 @@ def crossover_k(base_n, base_c, pol_n, pol_c, ks: Sequence[int] | None = None) -
         raise ValueError(f"base and policy need the same problems, got {bn.size} and {pn.size}")
     if bn.size == 0:
         return None
-    k_sup = min(int(bn.min()), int(pn.min()))
+    k_sup = min(adaptive_target(bn, base_target) or int(bn.min()),
+                adaptive_target(pn, pol_target) or int(pn.min()))
     if ks is None:
         cand = np.arange(1, k_sup + 1)
     else:
@@ -377,7 +418,7 @@ def crossover_k(base_n, base_c, pol_n, pol_c, ks: Sequence[int] | None = None) -
         cand = cand[cand <= k_sup]
     if cand.size == 0:
         return None
-    base = _matrix(bn, bc, cand).mean(axis=0)
-    pol = _matrix(pn, pc, cand).mean(axis=0)
+    base = per_problem(bn, bc, cand, base_target).mean(axis=0)
+    pol = per_problem(pn, pc, cand, pol_target).mean(axis=0)
     hit = np.flatnonzero(base >= pol - _TIE_TOL)
     return int(cand[hit[0]]) if hit.size else None

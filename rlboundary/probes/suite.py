@@ -24,7 +24,8 @@ import numpy as np
 from rlboundary.registry import Registry
 
 from .ledger import coverage
-from .passk import _band, _check_nc, _matrix, crossover_k, delta_se
+from .adaptive import set_band
+from .passk import _band, _check_nc, adaptive_target, crossover_k, delta_se, per_problem
 from .stats import (accuracy_bin_keys, accuracy_histogram, mixture_quantiles, perplexity,
                     summary_keys, weighted_mean)
 
@@ -82,22 +83,39 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
     n, c = _check_nc(_col(cur, "n", None), _col(cur, "c", None))
     if n.size == 0:
         return {}
-    k_list = _supported_ks(ks, int(n.min()))
+    nt = _col(cur, "n_target", None)
+    N = adaptive_target(n, nt)
+    k_list = _supported_ks(ks, N or int(n.min()))
     k_arr = np.asarray(k_list, dtype=np.int64)
-    mean, lo, hi = _band(_matrix(n, c, k_arr), n_boot, seed, alpha, method)
+    mean, lo, hi = _band(per_problem(n, c, k_arr, nt), n_boot, seed, alpha, method)
     lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
     out: dict[str, float] = {"band_approx": float(n.size < APPROX_BELOW)}
     for i, k in enumerate(k_list):
         out[f"pass@{k}"] = float(mean[i])
         out[f"pass@{k}_lo"] = float(lo[i])
         out[f"pass@{k}_hi"] = float(hi[i])
+    if N is not None:
+        out.update(_adaptive_extras(n, c, k_arr, N, alpha))
     cv = _col(cur, "c_valid", None) if valid else None
     if cv is not None and (cv >= 0).any():
         sel = cv >= 0
         nv, cvv = _check_nc(n[sel], cv[sel])
-        kv = np.asarray(_supported_ks(ks, int(nv.min())), dtype=np.int64)
-        for k, v in zip(kv, _matrix(nv, cvv, kv).mean(axis=0)):
+        ntv = None if nt is None else nt[sel]
+        kv = np.asarray(_supported_ks(ks, adaptive_target(nv, ntv) or int(nv.min())),
+                        dtype=np.int64)
+        for k, v in zip(kv, per_problem(nv, cvv, kv, ntv).mean(axis=0)):
             out[f"valid_pass@{int(k)}"] = float(v)
+    return out
+
+
+def _adaptive_extras(n, c, ks, N: int, alpha: float) -> dict[str, float]:
+    """An adaptive probe's sample counts and its band on the probed set's own pass@k
+    (probes/adaptive.py: set_band), ``pass@<k>_set_lo`` / ``_set_hi``."""
+    _, lo, hi = set_band(n, c, ks, N, alpha=alpha)
+    out = {"samples_used": float(n.sum()), "samples_saved": float(N * n.size - n.sum()),
+           "samples_used_share": float(n.sum() / (N * n.size))}
+    for i, k in enumerate(ks.tolist()):
+        out[f"pass@{k}_set_lo"], out[f"pass@{k}_set_hi"] = float(lo[i]), float(hi[i])
     return out
 
 
@@ -185,7 +203,8 @@ def probe_delta_se(cur: Mapping, base: Mapping | None = None, *, k: int = 256
     if len(np.asarray(cur["n"])) == 0:
         return {}
     d = delta_se(_col(base, "n", None), _col(base, "c", None),
-                 _col(cur, "n", None), _col(cur, "c", None), k=k)
+                 _col(cur, "n", None), _col(cur, "c", None), k=k,
+                 base_target=_col(base, "n_target", None), pol_target=_col(cur, "n_target", None))
     return {"delta_se": d.value, "delta_se_k": float(d.k)}
 
 
@@ -199,7 +218,9 @@ def probe_crossover_k(cur: Mapping, base: Mapping | None = None, *, ks=None
     if len(np.asarray(cur["n"])) == 0:
         return {}
     k = crossover_k(_col(base, "n", None), _col(base, "c", None),
-                    _col(cur, "n", None), _col(cur, "c", None), ks=ks)
+                    _col(cur, "n", None), _col(cur, "c", None), ks=ks,
+                    base_target=_col(base, "n_target", None),
+                    pol_target=_col(cur, "n_target", None))
     return {"crossover_k": float("nan") if k is None else float(k)}
 
 

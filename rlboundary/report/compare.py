@@ -23,7 +23,7 @@ from rlboundary.fileio import write_text
 from rlboundary.report import compare_plots as plots
 from rlboundary.report.plots import save
 from rlboundary.report.html import CSS, _figure_html, _fmt, _slug
-from rlboundary.report.load import RunData, curve, k_grid, load_run
+from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run
 from rlboundary.report.study import LEDGER_LABELS, versus_base
 
 BASE = "base model"
@@ -86,8 +86,7 @@ def _same_base(datas: dict[str, RunData], dataset: str) -> pd.DataFrame:
 def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -> pd.DataFrame:
     """One row for the base model, then one per run at its last probed step (numbers)."""
     base = _same_base(datas, dataset)
-    k = int(min(d.problems.loc[d.problems["dataset"] == dataset, "n"].min()
-                for d in datas.values()))
+    k = min(k_max(d.problems[d.problems["dataset"] == dataset]) for d in datas.values())
     rows = [{"run": BASE, "step": 0, **versus_base(base, base, k, n_boot=n_boot),
              **beyond_study(base)}]
     for label, data in datas.items():

@@ -197,6 +197,16 @@ def ppl_responses(df: pd.DataFrame, probs=(0.5,)) -> tuple[float, np.ndarray]:
     return mean, q
 
 
+def n_target(df: pd.DataFrame) -> np.ndarray | None:
+    """The rows' full sample counts (adaptive probes), None for tables without them."""
+    return df["n_target"].to_numpy(int) if "n_target" in df.columns else None
+
+
+def k_max(df: pd.DataFrame) -> int:
+    """The largest k a probe table supports (probes.k_max: n_target when adaptive)."""
+    return probes.k_max(df["n"].to_numpy(int), n_target(df))
+
+
 def curve(df: pd.DataFrame, ks: list[int], *, valid: bool = False, n_boot: int = 1000,
           seed: int = 0) -> pd.DataFrame:
     """Mean pass@k over problems with a 95% band (probes.bootstrap_ci: Student-t over problems
@@ -207,9 +217,9 @@ def curve(df: pd.DataFrame, ks: list[int], *, valid: bool = False, n_boot: int =
     """
     col = "c_valid" if valid else "c"
     df = df[df[col] >= 0] if valid else df
-    n, c = df["n"].to_numpy(int), df[col].to_numpy(int)
-    mean = np.asarray(probes.pass_at_k_curve(n, c, ks), float)
-    lo, hi = probes.bootstrap_ci(n, c, ks, n_boot=n_boot, seed=seed)
+    n, c, nt = df["n"].to_numpy(int), df[col].to_numpy(int), n_target(df)
+    mean = np.asarray(probes.pass_at_k_curve(n, c, ks, nt), float)
+    lo, hi = probes.bootstrap_ci(n, c, ks, n_boot=n_boot, seed=seed, n_target=nt)
     return pd.DataFrame({"k": ks, "pass": mean, "lo": np.asarray(lo, float),
                          "hi": np.asarray(hi, float)})
 
@@ -222,7 +232,7 @@ def curves(data: RunData, dataset: str, *, valid: bool = False, n_boot: int = 10
     """
     key = ("curves", dataset, valid, n_boot)
     if key not in data.cache:
-        ks = k_grid(data.problems.loc[data.problems["dataset"] == dataset, "n"].min())
+        ks = k_grid(k_max(data.problems[data.problems["dataset"] == dataset]))
         data.cache[key] = {s: curve(data.table(dataset, s), ks, valid=valid, n_boot=n_boot)
                            for s in data.steps(dataset)}
     return data.cache[key]
@@ -248,7 +258,7 @@ def _checkpoint_row(data: RunData, dataset: str, step: int, prev: int | None) ->
     if base is not None:
         base, cur = align(base, cur)
     row: dict = {"step": step, "dataset": dataset, "n_problems": len(cur),
-                 "k_max": int(cur["n"].min())}
+                 "k_max": k_max(cur)}
     row.update(probes.run_probes(list(SUMMARY_PROBES), cur, base))
     if base is not None:
         cov = probes.coverage(base["n"].to_numpy(int), base["c"].to_numpy(int),

@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from rlboundary import probes
-from rlboundary.report.load import RunData, curve, k_grid, load_run, summary
+from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run, summary
 from rlboundary.report.plots import (BASE_COLOR, MAX_LEGEND, OKABE_ITO, _checkpoint_legend,
                                      _new, _outside_legend, _step_axis, _styled, step_colors,
                                      step_label)
@@ -96,7 +96,7 @@ def control_figure(data: RunData, dataset: str) -> Figure | None:
               f"base, T*={info['matched_temperature']:g} (entropy matched)": matched,
               f"{step_label(info['step'])}, T={info['temperature']:g}":
                   data.table(dataset, info["step"])}
-    ks = k_grid(min(int(t["n"].min()) for t in tables.values()))
+    ks = k_grid(min(k_max(t) for t in tables.values()))
     styles = [(BASE_COLOR, "--"), (OKABE_ITO["blue"], ":"), (OKABE_ITO["vermillion"], "-")]
     fig, ax = _new((6.4, 3.8))
     for (label, table), (color, ls) in zip(tables.items(), styles):

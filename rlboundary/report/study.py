@@ -16,7 +16,7 @@ import math
 import pandas as pd
 
 from rlboundary import probes
-from rlboundary.report.load import align, load_run, ppl_pooled, ppl_responses
+from rlboundary.report.load import align, k_max, load_run, n_target, ppl_pooled, ppl_responses
 
 
 LEDGER_LABELS = {"both": "both", "base_only": "base only", "policy_only": "RL only",
@@ -41,16 +41,18 @@ def versus_base(base: pd.DataFrame, cur: pd.DataFrame, k: int, n_boot: int = 200
     """
     b, cur = align(base, cur)
     n, c, bn, bc = (x.to_numpy(int) for x in (cur["n"], cur["c"], b["n"], b["c"]))
+    nt, bnt = n_target(cur), n_target(b)
     row: dict[str, float] = {}
     for kk in (1, k):
-        lo, hi = probes.bootstrap_ci(n, c, kk, n_boot=n_boot, seed=seed)
-        row[f"pass@{kk}"] = float(probes.pass_at_k_curve(n, c, kk)[0])
+        lo, hi = probes.bootstrap_ci(n, c, kk, n_boot=n_boot, seed=seed, n_target=nt)
+        row[f"pass@{kk}"] = float(probes.pass_at_k_curve(n, c, kk, nt)[0])
         row[f"pass@{kk}_lo"], row[f"pass@{kk}_hi"] = float(lo[0]), float(hi[0])
-        d, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, kk, n_boot=n_boot, seed=seed)
+        d, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, kk, n_boot=n_boot, seed=seed,
+                                            n_target_a=nt, n_target_b=bnt)
         row[f"diff@{kk}"], row[f"diff@{kk}_lo"], row[f"diff@{kk}_hi"] = (
             float(d[0]), float(dlo[0]), float(dhi[0]))
-    row["delta_se"] = probes.delta_se(bn, bc, n, c, k).value
-    cross = probes.crossover_k(bn, bc, n, c)
+    row["delta_se"] = probes.delta_se(bn, bc, n, c, k, base_target=bnt, pol_target=nt).value
+    cross = probes.crossover_k(bn, bc, n, c, base_target=bnt, pol_target=nt)
     row["crossover_k"] = float("nan") if cross is None else float(cross)
     mean, (median,) = ppl_responses(cur)
     row["ppl_base"], row["ppl_base_median"], row["ppl_pooled"] = mean, median, ppl_pooled(cur)
@@ -73,7 +75,7 @@ def study_table(run_dir: str, dataset: str, n_boot: int = 2000, seed: int = 0) -
     if 0 not in steps:
         raise FileNotFoundError(f"{run_dir}: no base-model probe (step 0) for {dataset}")
     base = data.table(dataset, 0)
-    k = int(min(data.table(dataset, s)["n"].min() for s in steps))
+    k = min(k_max(data.table(dataset, s)) for s in steps)
     rows = []
     for step in steps:
         v = versus_base(base, data.table(dataset, step), k, n_boot=n_boot, seed=seed)

@@ -2,8 +2,10 @@
 
 Each worker holds one sampler (the checkpoint being probed) and the base model (for the
 perplexity of the samples); the driver hands out chunks and writes each result as it arrives,
-so a killed probe keeps every finished chunk. Chunk i is sampled with seed + i, so the results
-do not depend on the number of workers or on the order in which chunks finish.
+so a killed probe keeps every finished chunk. Sampling is keyed by problem id
+(samplers/keyed.py): sample j of a problem is the same whatever its chunk, the number of
+workers, the order in which chunks finish, or the round of an adaptive probe that drew it
+(``job["first"]``, the index of the chunk's first sample).
 """
 
 from __future__ import annotations
@@ -35,14 +37,17 @@ class ChunkWorker:
         from rlboundary.tasks.prompts import render
         from rlboundary.trainer.probe_rows import aggregate
         from rlboundary.trainer.rollout import score_samples
+        from rlboundary.trainer.samplers.keyed import problem_key
         from rlboundary.trainer.scoring import score_nll
 
         task, n, s = TASKS.get(job["task"]), int(job["n"]), job["sampling"]
+        first = int(job.get("first", 0))
         prompts = [render(task.template, r.problem) for r in records]
         batch = self.sampler.sample(prompts, n, max_new_tokens=int(s["max_new_tokens"]),
                                     temperature=float(s["temperature"]),
-                                    top_p=float(s["top_p"]), seed=int(job["seed"]) + chunk_idx)
-        samples = score_samples(task, records, batch, n)
+                                    top_p=float(s["top_p"]), seed=int(job["seed"]),
+                                    keys=[problem_key(r.id) for r in records], first=first)
+        samples = score_samples(task, records, batch, n, first=first)
         if self.base_model is self.sampler.model and float(s["temperature"]) == 1.0 \
                 and float(s["top_p"]) == 1.0:
             # the base probing itself at T=1: the sampler's log-probs are the base's, no

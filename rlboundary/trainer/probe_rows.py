@@ -16,15 +16,17 @@ from rlboundary.tasks.verify import answer_key
 PPL_SUMMARY = summary_keys("ppl_base")
 ANSWER_COLUMNS = ["answers_distinct", "answers_entropy", "answers_distinct_correct",
                   "answers_entropy_correct"]
-PROBLEM_COLUMNS = ["problem_id", "dataset", "step", "checkpoint", "difficulty", "n", "c",
-                   "c_valid", "n_timeout", "n_truncated", "mean_len", "entropy",
+PROBLEM_COLUMNS = ["problem_id", "dataset", "step", "checkpoint", "difficulty", "n", "n_target",
+                   "c", "c_valid", "n_timeout", "n_truncated", "mean_len", "entropy",
                    "nll_base_sum", "n_tokens", "ppl_base_mean", "ppl_base_count", *PPL_SUMMARY,
                    *ANSWER_COLUMNS]
 
 
-def aggregate(samples: pd.DataFrame, records: list[Record], n: int, has_trace: bool
+def aggregate(samples: pd.DataFrame, records: list[Record], n: int | None, has_trace: bool
               ) -> pd.DataFrame:
-    """Per-sample rows -> one row per problem (PROBLEM_COLUMNS, minus step/dataset/checkpoint).
+    """Per-sample rows -> one row per problem (PROBLEM_COLUMNS, minus step/dataset/checkpoint
+    and n_target). Every problem must have ``n`` samples (RuntimeError); ``n=None`` (adaptive
+    probes) only asks for at least one.
 
     Per-response base perplexity exp(nll_base / n_tokens) is summarised per problem by its
     mean, count (responses with >= 1 token) and quantiles ppl_base_q0 ... ppl_base_q100, so
@@ -43,7 +45,7 @@ def aggregate(samples: pd.DataFrame, records: list[Record], n: int, has_trace: b
     diff = {r.id: r.difficulty for r in records}
     order = [r.id for r in records]
     out = out.reindex(order).reset_index(names="problem_id")
-    if out["n"].isna().any() or (out["n"] != n).any():
+    if out["n"].isna().any() or (n is not None and (out["n"] != n).any()):
         raise RuntimeError(f"sample counts do not match n={n} for some problems")
     index = samples["problem_id"].map({pid: i for i, pid in enumerate(order)}).to_numpy()
     out = _answers(out, samples, index)
@@ -54,7 +56,8 @@ def aggregate(samples: pd.DataFrame, records: list[Record], n: int, has_trace: b
     for j, key in enumerate(PPL_SUMMARY):
         out[key] = quant[:, j]
     out["difficulty"] = out["problem_id"].map(diff).astype(float)
-    return out.astype({"n": int, "c": int, "c_valid": int, "n_timeout": int,
+    out["n_target"] = out["n"] if n is None else n
+    return out.astype({"n": int, "n_target": int, "c": int, "c_valid": int, "n_timeout": int,
                        "n_truncated": int, "n_tokens": int, "ppl_base_count": int})
 
 

@@ -1,6 +1,9 @@
 """The probe runner: sample, verify and score a checkpoint's test problems, store per-problem
 rows, then run the registered probes against the base model (step 0).
 
+With ``probe.adaptive=true`` each dataset is sampled in rounds and problems stop early
+(trainer/adaptive_probe.py, probes/adaptive.py).
+
 Entry points: :func:`probe_checkpoint` (the hook trainers call at every checkpoint),
 :func:`probe_series` (every HF checkpoint in a directory, offline) and the CLI's
 ``rlboundary probe``. `cfg` is a plain mapping built by the CLI (see ``conf/config.yaml``):
@@ -34,14 +37,14 @@ from rlboundary.errors import UserError
 from rlboundary.probes import run_probes, transitions_shared
 from rlboundary.tasks import TASKS, Task
 from rlboundary.tasks.schema import Record, ids_sha256
-from rlboundary.trainer import fanout
+from rlboundary.trainer import adaptive_probe, fanout
 from rlboundary.trainer.probe_rows import PROBLEM_COLUMNS, aggregate  # noqa: F401 (public)
 from rlboundary.trainer.store import (ProbeStore, read_metrics, upsert_metrics,
                                       write_json)
 
 
 #: Version of the stored-result format (bumped when a column's meaning changes).
-FORMAT = 2
+FORMAT = 3   # 3: samples keyed by problem id (samplers/keyed.py)
 
 
 class ProvenanceMismatch(UserError):
@@ -123,7 +126,8 @@ def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task)
     :func:`differences`).
     """
     sampler = {k: v for k, v in dict(cfg["sampler"]).items() if k not in _SAMPLER_IRRELEVANT}
-    return {"format": FORMAT, "model_sha": checkpoint_hash(model_path),
+    adaptive = adaptive_probe.settings(cfg["probe"])
+    return {**({"adaptive": adaptive} if adaptive else {}), "format": FORMAT, "model_sha": checkpoint_hash(model_path),
             "base_sha": checkpoint_hash(cfg["base_path"]), "task": task.name,
             "data_sha": data_hash(records), "problems": len(records), "n": int(cfg["n"]),
             "seed": int(cfg["seed"]), "sampling": dict(cfg["sampling"]), "sampler": sampler,
@@ -192,6 +196,14 @@ def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
     save = _save_samples(cfg, len(records))
     job = dict(task=task.name, n=int(cfg["n"]), sampling=dict(cfg["sampling"]),
                seed=int(cfg["seed"]), has_trace=task.trace_check is not None)
+    worker_kw = dict(policy_path=model_path, base_path=cfg["base_path"],
+                     sampler=dict(cfg["sampler"]))
+    adaptive = adaptive_probe.settings(cfg["probe"])
+    if adaptive:
+        return adaptive_probe.run(
+            store, records, job, adaptive, chunk,
+            lambda jobs, cb: fanout.run_chunks(worker_kw, jobs, _workers(cfg), cb), meta, save,
+            prov, progress=cfg.get("progress", True))
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), unit="chunk",
                desc=f"probe {meta['dataset']} step {meta['step']}",
                disable=not cfg.get("progress", True), mininterval=2)
@@ -203,8 +215,6 @@ def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
         store.write_part(i, problems[PROBLEM_COLUMNS], samples if save else None)
         bar.update(1)
 
-    worker_kw = dict(policy_path=model_path, base_path=cfg["base_path"],
-                     sampler=dict(cfg["sampler"]))
     fanout.run_chunks(worker_kw, [(i, chunks[i], job) for i in todo],
                       _workers(cfg), on_result)
     bar.close()
@@ -355,7 +365,9 @@ def settings_line(prov: Mapping) -> str:
     s = prov.get("sampling", {})
     return (f"n={prov.get('n')} T={s.get('temperature')} top_p={s.get('top_p')} "
             f"max_new={s.get('max_new_tokens')} sampler={prov.get('sampler', {}).get('name')} "
-            f"seed={prov.get('seed')} model={prov.get('model_sha')} data={prov.get('data_sha')}")
+            f"seed={prov.get('seed')} model={prov.get('model_sha')} data={prov.get('data_sha')}"
+            + (" adaptive(round={round} tol={tol} min={min_samples})".format(**prov["adaptive"])
+               if prov.get("adaptive") else ""))
 
 
 def _entropy_kind(cfg: Mapping) -> str:

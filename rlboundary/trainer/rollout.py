@@ -16,8 +16,10 @@ from rlboundary.tasks.schema import Record
 from rlboundary.tasks.verify import Verdict, extract_prediction, verify
 
 
-def score_samples(task: Task, records: list[Record], batch, n: int) -> pd.DataFrame:
-    """One row per sample, (P * n) rows, prompt-major like the SampleBatch."""
+def score_samples(task: Task, records: list[Record], batch, n: int, first: int = 0
+                  ) -> pd.DataFrame:
+    """One row per sample, (P * n) rows, prompt-major like the SampleBatch; ``sample`` is the
+    sample's index within its problem, counting from ``first``."""
     rows = []
     for s, text in enumerate(batch.texts):
         rec = records[s // n]
@@ -25,7 +27,7 @@ def score_samples(task: Task, records: list[Record], batch, n: int) -> pd.DataFr
         verdict = verify(pred, rec.answer)
         valid = task.trace_check(rec.problem, text) if task.trace_check else None
         rows.append({
-            "problem_id": rec.id, "sample": s % n, "text": text, "pred": pred or "",
+            "problem_id": rec.id, "sample": first + s % n, "text": text, "pred": pred or "",
             "finish_reason": batch.finish_reasons[s], "n_tokens": len(batch.token_ids[s]),
             "correct": verdict is Verdict.CORRECT, "timeout": verdict is Verdict.TIMEOUT,
             "valid": bool(valid) if valid is not None else None,

@@ -189,9 +189,22 @@ class ProbeStore:
         path = lambda kind, i: os.path.join(self.parts, f"{kind}_{i:06d}.parquet")
         problems = pd.concat([read_rows(path("part", i), self.dataset, self.step)
                               for i in range(n_chunks)], ignore_index=True)
+        samples = None
         if os.path.exists(path("samples", 0)):
             samples = pd.concat([pd.read_parquet(path("samples", i)) for i in range(n_chunks)],
                                 ignore_index=True)
+        return self.finish(problems, samples, provenance)
+
+    def part_samples(self, chunk: int) -> pd.DataFrame:
+        """The per-sample rows stored with part ``chunk`` (FileNotFoundError when absent)."""
+        return pd.read_parquet(os.path.join(self.parts, f"samples_{chunk:06d}.parquet"))
+
+    def finish(self, problems: pd.DataFrame, samples: pd.DataFrame | None,
+               provenance: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Write the final files (samples first, the per-problem file last: its presence
+        means done), then remove the parts; returns ``problems`` validated."""
+        problems = check_rows(problems, self.final, self.dataset, self.step)
+        if samples is not None:
             write_parquet(samples, self.samples)
         write_parquet(problems, self.final, provenance=provenance)
         shutil.rmtree(self.parts, ignore_errors=True)

@@ -3,7 +3,12 @@
 Every sampler is registered in :data:`SAMPLERS` and built with :func:`make_sampler`. The
 interface (see CONTRACTS.md)::
 
-    sampler.sample(prompts, n, *, max_new_tokens, temperature, top_p, seed) -> SampleBatch
+    sampler.sample(prompts, n, *, max_new_tokens, temperature, top_p, seed, keys=None, first=0)
+        -> SampleBatch
+
+With ``keys`` (one int per prompt) sampling is keyed: sample ``first + j`` of a prompt depends
+on ``(seed, key, first + j)`` only, so drawing 16 samples and then 16 more (``first=16``) gives
+the samples of one call with ``n=32`` (:mod:`.keyed`; probes use it, training does not).
 
 Every sampler records, per token, the log-probability of the sampled token under the
 distribution it sampled from: ``softmax(logits / T)``, truncated to the top-p nucleus and

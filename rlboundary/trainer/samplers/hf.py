@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rlboundary.trainer.samplers import SAMPLERS, SampleBatch, decode_responses
+from rlboundary.trainer.samplers import SAMPLERS, SampleBatch, decode_responses, keyed
 from rlboundary.trainer.samplers.steppers import FastLlama, HFStepper
 from rlboundary.trainer.scoring import dist_stats, encode_prompts
 
@@ -72,20 +72,25 @@ def _left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, mask
 
 
-def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator):
+def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator,
+          u: torch.Tensor | None = None):
     """Sample one token per row of ``logits (R, V)``: ``-> (tok (R,), logprob (R,), entropy (R,))``.
 
     The distribution is :func:`~rlboundary.trainer.scoring.dist_stats`'s: ``softmax(logits/T)``
     truncated to its top-p nucleus and renormalised; the recorded log-probability and entropy
     are of that same distribution (what vLLM reports as processed logprobs). Inverse-CDF
     sampling with one uniform per row (much cheaper than one random number per vocabulary
-    entry); ``searchsorted(right=True)`` never lands on a zero-probability token.
+    entry); ``searchsorted(right=True)`` never lands on a zero-probability token. ``u (R,)``:
+    the rows' uniforms (keyed sampling, :mod:`.keyed`); default: drawn from ``gen``.
     """
     lp, p, ent = dist_stats(logits, temperature, top_p)
     if not temperature or temperature <= 0:
         tok = logits.argmax(-1)
     else:
-        u = torch.rand((p.shape[0], 1), generator=gen, device=p.device)
+        if u is None:
+            u = torch.rand((p.shape[0], 1), generator=gen, device=p.device)
+        else:  # float64 -> float32 may round up to 1.0, which would pick past the last token
+            u = u.to(p.dtype).clamp_(max=1.0 - 2.0 ** -24)[:, None]
         cdf = p.cumsum(-1)
         u = u * cdf[:, -1:]
         tok = torch.searchsorted(cdf, u, right=True).clamp_(max=p.shape[-1] - 1)[:, 0]
@@ -136,8 +141,16 @@ class HFSampler:
             model))
 
     def sample(self, prompts: Sequence[str], n: int, *, max_new_tokens: int,
-               temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> SampleBatch:
-        """Draw ``n`` samples for each prompt; returns a prompt-major :class:`SampleBatch`."""
+               temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+               keys: Sequence[int] | None = None, first: int = 0) -> SampleBatch:
+        """Draw ``n`` samples for each prompt; returns a prompt-major :class:`SampleBatch`.
+
+        ``keys`` (one int per prompt, e.g. :func:`.keyed.problem_key` of its id): keyed
+        sampling, where sample ``first + j`` of a prompt depends only on ``(seed, key, first +
+        j)``, not on the batch (:mod:`.keyed`); two calls with ``first=0, n=16`` and ``first=16,
+        n=16`` give the 32 samples of one call with ``n=32``. Without keys one generator
+        seeded with ``seed`` serves the whole call (training rollouts).
+        """
         enc = encode_prompts(self.tokenizer, prompts)
         if any(len(p) == 0 for p in enc):
             raise ValueError("empty prompt and no BOS token: nothing to condition on")
@@ -145,11 +158,16 @@ class HFSampler:
         toks, lps, ents = [None] * S, [None] * S, [None] * S
         stops = np.zeros(S, dtype=bool)
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        if keys is not None and len(keys) != len(enc):
+            raise ValueError(f"{len(keys)} keys for {len(enc)} prompts")
         with _num_threads(self.torch_threads), torch.inference_mode():
             stepper = FastLlama(self.model) if self.fast else HFStepper(self.model)
             for pids, m, j0 in self._plan([len(e) for e in enc], n):
+                rk = None if keys is None else keyed.row_keys(
+                    seed, [keys[p] for p in pids], [range(first + j0, first + j0 + m)] * len(pids),
+                    device=self.device)
                 out = self._decode(stepper, [enc[p] for p in pids], m, max_new_tokens,
-                                   temperature, top_p, gen)
+                                   temperature, top_p, gen, rk)
                 rows = [p * n + j0 + j for p in pids for j in range(m)]
                 for r, (t, lp, en, st) in zip(rows, out):
                     toks[r], lps[r], ents[r], stops[r] = t, lp, en, st
@@ -159,7 +177,8 @@ class HFSampler:
             finish_reasons=["stop" if s else "length" for s in stops],
             logprobs=lps, entropies=ents,
             meta={"sampler": "hf", "fast_path": self.fast, "temperature": temperature,
-                  "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens})
+                  "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens,
+                  "keyed": keys is not None, "first": first})
 
     def _plan(self, lengths: list[int], n: int):
         """Batches as ``(prompt ids, m samples each, first sample index)``: a grid of prompts.
@@ -177,8 +196,9 @@ class HFSampler:
                 for j0 in range(0, n, self.batch_size):
                     yield [p], min(self.batch_size, n - j0), j0
 
-    def _decode(self, stepper, prompts, m, max_new, temperature, top_p, gen):
+    def _decode(self, stepper, prompts, m, max_new, temperature, top_p, gen, row_keys=None):
         """Decode ``m`` samples of each of ``u`` prompts (token lists); rows are prompt-major.
+        ``row_keys (u*m,)``: keyed sampling (:mod:`.keyed`), else ``gen``.
 
         ``-> [(ids, logprobs, entropies, stopped)]`` for the ``u * m`` rows.
         """
@@ -196,7 +216,8 @@ class HFSampler:
         live = torch.arange(R, device=dev)  # output row of each batch row
         done = torch.zeros(R, dtype=torch.bool, device=dev)
         for t in range(max_new):
-            tok, lp, ent = _pick(logits, temperature, top_p, gen)
+            u = None if row_keys is None else keyed.uniforms(row_keys[live], t)
+            tok, lp, ent = _pick(logits, temperature, top_p, gen, u)
             out_tok[live, t], out_lp[live, t], out_ent[live, t] = tok, lp, ent
             done |= torch.isin(tok, stop_ids)
             if t == max_new - 1:

@@ -14,7 +14,10 @@ Differences from the ``hf`` sampler, by construction:
   (``scoring.dist_stats``), so ``logprob_sum`` has one meaning across samplers.
 * ``n > 1`` requests are split by vLLM into ``n`` child requests with seeds ``seed + i``; we give
   each prompt its own random base seed drawn from ``sample(seed=...)``, so runs are reproducible
-  up to GPU non-determinism and two prompts sharing a child seed is improbable.
+  up to GPU non-determinism and two prompts sharing a child seed is improbable. With ``keys``
+  the base seed is a function of ``(seed, key)`` (:func:`.keyed.stream_key`) and the request's
+  seed is ``base + first``, so sample ``first + j`` always has child seed ``base + first + j``:
+  rounds of samples nest into one call's samples, as the ``hf`` sampler's keyed sampling does.
 """
 
 from __future__ import annotations
@@ -23,8 +26,11 @@ from typing import Sequence
 
 import numpy as np
 
-from rlboundary.trainer.samplers import SAMPLERS, SampleBatch, decode_responses
+from rlboundary.trainer.samplers import SAMPLERS, SampleBatch, decode_responses, keyed
 from rlboundary.trainer.scoring import encode_prompts
+
+# keyed base seeds stay below 2**31 - 2**20, leaving room for sample indices (first + j < 2**20)
+_KEYED_SEEDS = 2**31 - 2**20
 
 _INSTALL_HINT = (
     "the 'vllm' sampler needs vLLM, which is not installed: pip install rlboundary[gpu] "
@@ -72,10 +78,17 @@ class VLLMSampler:
             detokenize=False)  # texts come from decode_responses, same as the hf sampler
 
     def sample(self, prompts: Sequence[str], n: int, *, max_new_tokens: int,
-               temperature: float = 1.0, top_p: float = 1.0, seed: int = 0) -> SampleBatch:
-        """Draw ``n`` samples per prompt; ``-> SampleBatch`` (prompt-major, MC entropies)."""
+               temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+               keys: Sequence[int] | None = None, first: int = 0) -> SampleBatch:
+        """Draw ``n`` samples per prompt; ``-> SampleBatch`` (prompt-major, MC entropies).
+        ``keys``/``first``: keyed sampling, see the module docstring."""
         enc = encode_prompts(self.tokenizer, prompts)
-        base = np.random.default_rng(seed).integers(0, 2**31 - 1 - n, size=len(enc))
+        if keys is None:
+            base = np.random.default_rng(seed).integers(0, 2**31 - 1 - n, size=len(enc))
+        else:
+            if len(keys) != len(enc):
+                raise ValueError(f"{len(keys)} keys for {len(enc)} prompts")
+            base = [keyed.stream_key(seed, k) % _KEYED_SEEDS + int(first) for k in keys]
         params = [self._params(n, max_new_tokens, temperature, top_p, s) for s in base]
         outs = self.llm.generate([{"prompt_token_ids": e} for e in enc], params, use_tqdm=False)
         toks, lps, reasons = [], [], []
