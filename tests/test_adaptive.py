@@ -154,8 +154,7 @@ def test_keyed_sampling_does_not_depend_on_the_batch(random_tiny_model):
 
 # ------------------------------------------------------------------------------ end to end
 
-QUICK = ["progress=false", "probe.limit=16", "probe.chunk=4", "sampling.max_new_tokens=64",
-         "n=32"]
+QUICK = ["progress=false", "probe.limit=16", "sampling.max_new_tokens=64", "n=32"]
 ADAPT = ["probe.adaptive=true", "probe.adaptive_round=8", "probe.adaptive_min_samples=8"]
 
 
@@ -180,7 +179,7 @@ def test_adaptive_probe_draws_a_prefix_of_the_full_probes_samples(trained_base, 
                                                                   tmp_path):
     from rlboundary.cli import main
 
-    common = [*QUICK, f"base={trained_base}", f"model={sharp}"]
+    common = [*QUICK, "probe.chunk=4", f"base={trained_base}", f"model={sharp}"]
     assert main(["probe", *common, f"run_dir={tmp_path / 'full'}"]) == 0
     assert main(["probe", *common, *ADAPT, "probe.adaptive_tol=0.2",
                  f"run_dir={tmp_path / 'ad'}"]) == 0
@@ -206,7 +205,8 @@ def test_adaptive_probe_resumes_to_identical_rows(trained_base, sharp, tmp_path,
     from rlboundary.cli import main
     from rlboundary.trainer import fanout
 
-    common = [*QUICK, *ADAPT, "probe.adaptive_tol=0.2", f"base={trained_base}",
+    # chunk=1: a round's parts hold 1 * 32 / 8 = 4 problems, so a round has 4 parts
+    common = [*QUICK, *ADAPT, "probe.chunk=1", "probe.adaptive_tol=0.2", f"base={trained_base}",
               f"model={sharp}"]
     assert main(["probe", *common, f"run_dir={tmp_path / 'whole'}",
                  f"cache_dir={tmp_path / 'c1'}"]) == 0

@@ -189,6 +189,23 @@ def test_score_nll_equals_sampler_logprobs(tiny):
     assert z.tolist() == [0.0] and zt.tolist() == [0]
 
 
+def test_shared_prompt_scoring_equals_one_padded_pass(tiny):
+    """Rows sharing a prompt read it once from a KV cache (scoring._forward_shared); one row
+    per batch takes the padded path: both give the same log-probabilities and entropies."""
+    path, model, tok = tiny
+    b = HFSampler(path).sample(PROMPTS[:3], 6, max_new_tokens=12, temperature=1.0,
+                               top_p=1.0, seed=5)
+    prompts = [PROMPTS[i] for i in b.prompt_index]
+    shared = token_logprobs(model, tok, prompts, b.token_ids, temperature=0.7, batch_size=64)
+    single = token_logprobs(model, tok, prompts, b.token_ids, temperature=0.7, batch_size=1)
+    for a, c in zip(shared[0] + shared[1], single[0] + single[1]):
+        np.testing.assert_allclose(a, c, atol=1e-5, rtol=1e-5)
+    nll, _ = score_nll(model, tok, prompts, b.token_ids, batch_size=64)
+    want = [-float(x.astype(np.float64).sum()) for x in token_logprobs(
+        model, tok, prompts, b.token_ids, batch_size=1)[0]]
+    np.testing.assert_allclose(nll, want, atol=1e-4)
+
+
 def test_torch_threads_restored(tiny):
     path, _, _ = tiny
     before = torch.get_num_threads()

@@ -307,6 +307,17 @@ def _ready_worker() -> _Worker:
     return worker
 
 
+def prelaunch() -> None:
+    """Launch this thread's worker now without waiting for it, so that its start-up (~2 s,
+    another core's work) overlaps the caller's (e.g. a probe's first sampling)."""
+    worker = getattr(_local, "worker", None)
+    if worker is None or worker.owner != os.getpid():
+        with contextlib.suppress(VerifierUnavailable):
+            _local.worker = _Worker()
+            _local.worker.prelaunched = True
+            _local.started = True
+
+
 def ensure_worker() -> None:
     """Start this thread's worker now, so that its start-up (~2 s) is not charged to the time
     limit of the comparisons that follow; raises :class:`VerifierUnavailable` as :func:`ask`."""

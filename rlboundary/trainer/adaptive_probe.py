@@ -50,7 +50,9 @@ def run(store, records: Sequence, job: Mapping[str, Any], adaptive: Mapping[str,
         provenance: Mapping[str, Any], progress: bool = True) -> pd.DataFrame:
     """Probe ``records`` adaptively into ``store``; returns the per-problem rows.
 
-    ``job``: the chunk job of the full probe (its ``n`` is the target N); ``run_chunks(jobs,
+    ``job``: the chunk job of the full probe (its ``n`` is the target N); ``chunk``: the full
+    probe's problems per part (a round's part holds ``chunk * N / R`` problems, so parts keep
+    the full probe's number of samples and the sampler its batch size); ``run_chunks(jobs,
     on_result)``: fans ``[(part_id, records, job)]`` out (trainer/fanout.py); ``save``: also
     keep the samples' texts and tokens. Prints the samples used at the end.
     """
@@ -67,8 +69,10 @@ def run(store, records: Sequence, job: Mapping[str, Any], adaptive: Mapping[str,
         active = [i for i in range(P) if not frozen[i] and m[i] == first]
         if not active:
             break
-        groups = [[records[i] for i in active[j:j + chunk]] for j in range(0, len(active), chunk)]
-        got = _round(store, r, groups, dict(job, first=first, n=min(R, N - first)), finished,
+        size = min(R, N - first)
+        per = max(1, chunk * N // size)  # a part holds as many samples as a full probe's chunk
+        groups = [[records[i] for i in active[j:j + per]] for j in range(0, len(active), per)]
+        got = _round(store, r, groups, dict(job, first=first, n=size), finished,
                      run_chunks, meta, save, bar)
         frames.append(got)
         rows = got["problem_id"].map(index).to_numpy()

@@ -10,19 +10,32 @@ workers, the order in which chunks finish, or the round of an adaptive probe tha
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable, Mapping, Sequence
 
 import pandas as pd
 
 
 class ChunkWorker:
-    """Samples, verifies and base-scores chunks of problems for one checkpoint."""
+    """Samples, verifies and base-scores chunks of problems for one checkpoint.
+
+    Two stages per chunk: sampling (the calling thread) and the rest, verification, the
+    base model's scoring and aggregation (one helper thread, which owns the math-verify
+    worker, launched at start-up so its ~2 s warm-up overlaps model loading). :meth:`run_many`
+    overlaps chunk i's second stage with chunk i+1's sampling: a probe then costs little more
+    than its sampling (bench/bench_probe_cost.py).
+    """
 
     def __init__(self, policy_path: str, base_path: str, sampler: Mapping[str, Any]):
+        from concurrent.futures import ThreadPoolExecutor
+
         from transformers import AutoModelForCausalLM
 
+        from rlboundary.tasks.verify_worker import prelaunch
         from rlboundary.trainer.samplers import make_sampler
 
+        self._post = ThreadPoolExecutor(1, thread_name_prefix="rlboundary-probe-post")
+        self._post.submit(prelaunch)
         kw = dict(sampler)
         self.sampler = make_sampler(kw.pop("name"), policy_path, **kw)
         if base_path == policy_path:
@@ -30,24 +43,49 @@ class ChunkWorker:
         else:
             self.base_model = AutoModelForCausalLM.from_pretrained(base_path).eval()
         _check_same_vocab(self.sampler.tokenizer, base_path)
+        self.key = (policy_path, base_path, repr(sorted(dict(sampler).items())))
 
     def run(self, chunk_idx: int, records: Sequence, job: Mapping[str, Any]):
         """-> (per-problem rows, per-sample rows) for one chunk."""
+        return self._post.submit(self._finish, records, job, *self._sample(records, job)
+                                 ).result()
+
+    def run_many(self, jobs: Sequence[tuple[int, Sequence, Mapping[str, Any]]]):
+        """Yield ``(chunk_idx, result)`` for each job in order, chunk i's verification and
+        scoring running while chunk i+1 samples (at most one chunk waits)."""
+        pending = None
+        for i, records, job in jobs:
+            fut = self._post.submit(self._finish, records, job, *self._sample(records, job))
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (i, fut)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+    def _sample(self, records: Sequence, job: Mapping[str, Any]):
         from rlboundary.tasks import TASKS
         from rlboundary.tasks.prompts import render
+        from rlboundary.trainer.samplers.keyed import problem_key
+
+        task, s = TASKS.get(job["task"]), job["sampling"]
+        prompts = [render(task.template, r.problem) for r in records]
+        batch = self.sampler.sample(prompts, int(job["n"]),
+                                    max_new_tokens=int(s["max_new_tokens"]),
+                                    temperature=float(s["temperature"]),
+                                    top_p=float(s["top_p"]), seed=int(job["seed"]),
+                                    keys=[problem_key(r.id) for r in records],
+                                    first=int(job.get("first", 0)))
+        return prompts, batch
+
+    def _finish(self, records: Sequence, job: Mapping[str, Any], prompts, batch):
+        """Verification, the base model's NLL and the per-problem rows of one sampled chunk."""
+        from rlboundary.tasks import TASKS
         from rlboundary.trainer.probe_rows import aggregate
         from rlboundary.trainer.rollout import score_samples
-        from rlboundary.trainer.samplers.keyed import problem_key
         from rlboundary.trainer.scoring import score_nll
 
         task, n, s = TASKS.get(job["task"]), int(job["n"]), job["sampling"]
-        first = int(job.get("first", 0))
-        prompts = [render(task.template, r.problem) for r in records]
-        batch = self.sampler.sample(prompts, n, max_new_tokens=int(s["max_new_tokens"]),
-                                    temperature=float(s["temperature"]),
-                                    top_p=float(s["top_p"]), seed=int(job["seed"]),
-                                    keys=[problem_key(r.id) for r in records], first=first)
-        samples = score_samples(task, records, batch, n, first=first)
+        samples = score_samples(task, records, batch, n, first=int(job.get("first", 0)))
         if self.base_model is self.sampler.model and float(s["temperature"]) == 1.0 \
                 and float(s["top_p"]) == 1.0:
             # the base probing itself at T=1: the sampler's log-probs are the base's, no
@@ -56,17 +94,58 @@ class ChunkWorker:
         else:
             nll, ntok = score_nll(self.base_model, self.sampler.tokenizer,
                                   [prompts[i // n] for i in range(len(batch))], batch.token_ids,
-                                  batch_size=256)
+                                  batch_size=128)  # rows sorted by length: little padding
             if (ntok != samples["n_tokens"].to_numpy()).any():
                 raise RuntimeError("base-model scoring saw other response lengths than the "
                                    "sampler")
             samples["nll_base"] = nll
         return aggregate(samples, list(records), n, job["has_trace"]), samples
 
-
     def run_tagged(self, chunk_idx: int, records: Sequence, job: Mapping[str, Any]):
         """(chunk_idx, result): Ray hands results back in completion order."""
         return chunk_idx, self.run(chunk_idx, records, job)
+
+
+    def close(self) -> None:
+        """Stop the helper thread (its math-verify worker goes with it)."""
+        self._post.shutdown(wait=True)
+
+
+#: The driver's worker kept between run_chunks calls inside :func:`reuse_workers` (an
+#: adaptive probe calls run_chunks once per round; reloading the models each time is waste).
+_KEPT: dict[str, Any] = {"on": False, "worker": None}
+
+
+@contextlib.contextmanager
+def reuse_workers():
+    """Within this block the driver keeps its ChunkWorker between run_chunks calls for the
+    same checkpoint and sampler; it is closed (and its models freed) on exit."""
+    _KEPT["on"] = True
+    try:
+        yield
+    finally:
+        _KEPT["on"] = False
+        if _KEPT["worker"] is not None:
+            _KEPT["worker"].close()
+        _KEPT["worker"] = None
+
+
+def _driver_run(worker_kw: Mapping[str, Any], jobs, on_result) -> None:
+    key = (worker_kw["policy_path"], worker_kw["base_path"],
+           repr(sorted(dict(worker_kw["sampler"]).items())))
+    worker = _KEPT["worker"] if _KEPT["on"] else None
+    if worker is None or worker.key != key:
+        if worker is not None:
+            worker.close()
+        worker = ChunkWorker(**worker_kw)
+    try:
+        for i, result in worker.run_many(jobs):
+            on_result(i, result)
+    finally:
+        if _KEPT["on"]:
+            _KEPT["worker"] = worker
+        else:
+            worker.close()
 
 
 def _check_same_vocab(tokenizer, base_path: str) -> None:
@@ -85,9 +164,7 @@ def run_chunks(worker_kw: Mapping[str, Any], jobs: list[tuple[int, Sequence, Map
     if not jobs:
         return
     if workers <= 1 or len(jobs) == 1:
-        worker = ChunkWorker(**worker_kw)
-        for i, records, job in jobs:
-            on_result(i, worker.run(i, records, job))
+        _driver_run(worker_kw, jobs, on_result)
         return
     _run_ray(worker_kw, jobs, min(workers, len(jobs)), on_result)
 

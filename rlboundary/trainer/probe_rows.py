@@ -33,11 +33,12 @@ def aggregate(samples: pd.DataFrame, records: list[Record], n: int | None, has_t
     the distribution can be drawn without the samples file.
     """
     g = samples.groupby("problem_id", sort=False)
+    truncated = (samples["finish_reason"] == "length").groupby(samples["problem_id"],
+                                                               sort=False).sum()
     out = pd.DataFrame({
         "n": g.size(), "c": g["correct"].sum(),
         "c_valid": g["valid"].sum() if has_trace else -1,
-        "n_timeout": g["timeout"].sum(), "n_truncated": g["finish_reason"].apply(
-            lambda s: int((s == "length").sum())),
+        "n_timeout": g["timeout"].sum(), "n_truncated": truncated,
         "mean_len": g["n_tokens"].mean(),
         "entropy": g["entropy_sum"].sum() / g["n_tokens"].sum().clip(lower=1),
         "nll_base_sum": g["nll_base"].sum(), "n_tokens": g["n_tokens"].sum(),

@@ -200,10 +200,11 @@ def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
                      sampler=dict(cfg["sampler"]))
     adaptive = adaptive_probe.settings(cfg["probe"])
     if adaptive:
-        return adaptive_probe.run(
-            store, records, job, adaptive, chunk,
-            lambda jobs, cb: fanout.run_chunks(worker_kw, jobs, _workers(cfg), cb), meta, save,
-            prov, progress=cfg.get("progress", True))
+        with fanout.reuse_workers():
+            return adaptive_probe.run(
+                store, records, job, adaptive, chunk,
+                lambda jobs, cb: fanout.run_chunks(worker_kw, jobs, _workers(cfg), cb), meta,
+                save, prov, progress=cfg.get("progress", True))
     bar = tqdm(total=len(chunks), initial=len(chunks) - len(todo), unit="chunk",
                desc=f"probe {meta['dataset']} step {meta['step']}",
                disable=not cfg.get("progress", True), mininterval=2)

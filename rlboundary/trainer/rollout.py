@@ -20,11 +20,14 @@ def score_samples(task: Task, records: list[Record], batch, n: int, first: int =
                   ) -> pd.DataFrame:
     """One row per sample, (P * n) rows, prompt-major like the SampleBatch; ``sample`` is the
     sample's index within its problem, counting from ``first``."""
-    rows = []
+    rows, verdicts = [], {}
     for s, text in enumerate(batch.texts):
         rec = records[s // n]
         pred = extract_prediction(text, rec.answer)  # as compute_score, the training reward
-        verdict = verify(pred, rec.answer)
+        key = (pred, rec.answer)
+        if key not in verdicts:  # n samples of a problem share few answers: verify each once
+            verdicts[key] = verify(pred, rec.answer)
+        verdict = verdicts[key]
         valid = task.trace_check(rec.problem, text) if task.trace_check else None
         rows.append({
             "problem_id": rec.id, "sample": first + s % n, "text": text, "pred": pred or "",
