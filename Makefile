@@ -35,6 +35,7 @@ bench: setup
 	$(BIN)/python bench/bench_sampler.py
 	$(BIN)/python bench/bench_sampler.py --eos off --prompts 16 --n 64 --max-new-tokens 64
 	$(BIN)/python bench/bench_probe_cost.py
+	$(BIN)/python bench/bench_adaptive.py
 	$(BIN)/python bench/bench_base_build.py
 	$(BIN)/python bench/bench_train.py
 
