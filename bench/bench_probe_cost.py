@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ def main(argv=None) -> None:
     ap.add_argument("--n", type=int, default=256)
     ap.add_argument("--chunk", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -82,57 +84,64 @@ def main(argv=None) -> None:
             t[key] += dt
         samples_total += len(batch)
     seq = sum(t.values())
-    rate = {"sampler": samples_total / t["sampling"], "sequential": samples_total / seq}
-    pipelined = {}
-    for label, policy in (("checkpoint", "copy"), ("base itself", path)):
-        seconds = _pipelined(path, policy, task, test, a, s)
-        pipelined[label] = seconds
-        rate[f"pipelined {label}"] = samples_total / seconds
+    runs = _pipelined(path, task, test, a, s)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    rate = {k: samples_total / v for k, v in med.items()}
     print(f"probe cost: {len(test)} problems x {a.n} samples, chunks of {a.chunk}, "
           f"{a.threads} torch thread(s) for sampling")
     print(f"{'phase (one after another)':<28}{'seconds':>9}{'share':>8}")
     for key, v in t.items():
         print(f"{key:<28}{v:>9.2f}{v / seq:>8.0%}")
     print(f"{'whole probe, sequential':<28}{seq:>9.2f}{1:>8.0%}")
-    print(f"\n{'whole probe':<34}{'seconds':>9}{'samples/s':>11}{'/ sampler':>11}")
-    print(f"{'sampler alone':<34}{t['sampling']:>9.2f}{rate['sampler']:>11.0f}{1:>11.0%}")
-    print(f"{'sequential (checkpoint)':<34}{seq:>9.2f}{rate['sequential']:>11.0f}"
-          f"{rate['sequential'] / rate['sampler']:>11.0%}")
-    for label, sec in pipelined.items():
-        r = rate[f"pipelined {label}"]
-        print(f"{'pipelined, ' + label:<34}{sec:>9.2f}{r:>11.0f}{r / rate['sampler']:>11.0%}")
-    print("pipelined = fanout.ChunkWorker.run_many: chunk i's verification and base scoring "
-          "overlap chunk i+1's sampling (target >= 80% of the sampler's rate)")
+    print(f"\nmedian of {a.repeats} interleaved runs   seconds  samples/s  / sampler")
+    for key, sec in med.items():
+        print(f"{key:<34}{sec:>9.2f}{rate[key]:>11.0f}{rate[key] / rate['sampler alone']:>11.0%}")
+    print("the probe's worker (fanout.ChunkWorker.run_many, probe.post=auto: a second process "
+          "on CPU) verifies and scores chunk i while chunk i+1 samples; target >= 80% of the "
+          "sampler's rate")
     if a.json:
-        write_text(a.json, json.dumps({"seconds": t, "samples": samples_total,
-                                       "pipelined_seconds": pipelined,
+        write_text(a.json, json.dumps({"sequential_seconds": t, "samples": samples_total,
+                                       "runs_seconds": runs, "median_seconds": med,
                                        "samples_per_s": rate, "args": vars(a)}, indent=2))
 
 
-def _pipelined(base: str, policy: str, task, test, a, s) -> float:
-    """Wall seconds of the probe's own worker over every chunk; ``policy="copy"`` probes a
-    copy of the base as a checkpoint (so its samples are scored under the base model)."""
+def _pipelined(base: str, task, test, a, s) -> dict[str, list[float]]:
+    """Wall seconds, ``a.repeats`` times interleaved (this machine's speed drifts): the
+    sampler alone over every chunk, the probe's worker on a checkpoint (a copy of the base,
+    so its samples are scored under the base model) and on the base itself (T=1: the
+    sampler's log-probs are the base's, no scoring pass)."""
     import shutil
     import tempfile
 
     from rlboundary.trainer.fanout import ChunkWorker
 
+    job = dict(task=task.name, n=a.n, seed=0, has_trace=task.trace_check is not None,
+               sampling={"max_new_tokens": int(s.max_new_tokens),
+                         "temperature": float(s.temperature), "top_p": float(s.top_p)})
+    jobs = [(i, test[i * a.chunk:(i + 1) * a.chunk], job)
+            for i in range((len(test) + a.chunk - 1) // a.chunk)]
+    out: dict[str, list[float]] = {"sampler alone": [], "probe, checkpoint": [],
+                                   "probe, base itself": []}
     with tempfile.TemporaryDirectory() as tmp:
-        if policy == "copy":
-            policy = shutil.copytree(base, f"{tmp}/checkpoint")
-        worker = ChunkWorker(policy, base, {"name": "hf", "torch_threads": a.threads})
-        job = dict(task=task.name, n=a.n, seed=0, has_trace=task.trace_check is not None,
-                   sampling={"max_new_tokens": int(s.max_new_tokens),
-                             "temperature": float(s.temperature), "top_p": float(s.top_p)})
-        jobs = [(i, test[i * a.chunk:(i + 1) * a.chunk], job)
-                for i in range((len(test) + a.chunk - 1) // a.chunk)]
-        list(worker.run_many(jobs[:1]))   # warm-up: math-verify worker, first-call costs
-        t0 = time.perf_counter()
-        for _ in worker.run_many(jobs):
-            pass
-        seconds = time.perf_counter() - t0
-        worker.close()
-    return seconds
+        ckpt = shutil.copytree(base, f"{tmp}/checkpoint")
+        workers = {key: ChunkWorker(policy, base, {"name": "hf", "torch_threads": a.threads})
+                   for key, policy in (("probe, checkpoint", ckpt),
+                                       ("probe, base itself", base))}
+        for w in workers.values():
+            list(w.run_many(jobs[:1]))   # warm-up: the second process, first-call costs
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            for _, recs, jb in jobs:
+                workers["probe, base itself"]._sample(recs, jb)
+            out["sampler alone"].append(time.perf_counter() - t0)
+            for key, w in workers.items():
+                t0 = time.perf_counter()
+                for _ in w.run_many(jobs):
+                    pass
+                out[key].append(time.perf_counter() - t0)
+        for w in workers.values():
+            w.close()
+    return out
 
 
 if __name__ == "__main__":

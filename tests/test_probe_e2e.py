@@ -142,8 +142,31 @@ def test_the_base_probing_itself_reuses_the_samplers_logprobs(quick_base):
                sampling={"max_new_tokens": 64, "temperature": 1.0, "top_p": 1.0})
     _, samples = worker.run(0, recs, job)
     prompts = [render(task.template, r.problem) for r in recs]
-    nll, _ = score_nll(worker.base_model, worker.sampler.tokenizer,
+    nll, _ = score_nll(worker.sampler.model, worker.sampler.tokenizer,  # the base itself
                        [prompts[i // 8] for i in range(len(samples))],
                        list(samples["token_ids"]))
     assert len(samples) == 24
     assert abs(samples["nll_base"].to_numpy() - nll).max() < 1e-3
+    worker.close()
+
+
+def test_post_stage_in_a_process_gives_the_threads_rows(quick_base, tmp_path):
+    """probe.post=process (a child interpreter verifies and scores) and probe.post=thread
+    write the same rows; a checkpoint other than the base exercises the scoring pass."""
+    ckpt = sharpened(quick_base, str(tmp_path / "step_3"), 2.0)
+    common = ["probe", *QUICK, "n=8", "probe.limit=8", f"base={quick_base}", f"model={ckpt}"]
+    for mode in ("thread", "process"):
+        assert main([*common, f"probe.post={mode}", f"run_dir={tmp_path / mode}",
+                     f"cache_dir={tmp_path / ('cache_' + mode)}"]) == 0
+    for step in (0, 3):
+        pd.testing.assert_frame_equal(rows(str(tmp_path / "process"), step),
+                                      rows(str(tmp_path / "thread"), step))
+
+
+def test_post_process_reports_the_childs_error(tmp_path):
+    from rlboundary.trainer.post_worker import PostProcess
+
+    proc = PostProcess(str(tmp_path / "no-such-model"))
+    with pytest.raises(RuntimeError, match="post-processing process failed"):
+        proc.submit([], {"task": "arithmetic", "n": 1, "has_trace": False}, [], None, True)
+    proc.close()

@@ -1,7 +1,8 @@
 """Fan the chunks of a probe out over Ray workers, or run them in the driver.
 
 Each worker holds one sampler (the checkpoint being probed) and the base model (for the
-perplexity of the samples); the driver hands out chunks and writes each result as it arrives,
+perplexity of the samples), the latter in a second process or thread that verifies and scores
+one chunk while the next samples; the driver hands out chunks and writes each result as it arrives,
 so a killed probe keeps every finished chunk. Sampling is keyed by problem id
 (samplers/keyed.py): sample j of a problem is the same whatever its chunk, the number of
 workers, the order in which chunks finish, or the round of an adaptive probe that drew it
@@ -19,48 +20,91 @@ import pandas as pd
 class ChunkWorker:
     """Samples, verifies and base-scores chunks of problems for one checkpoint.
 
-    Two stages per chunk: sampling (the calling thread) and the rest, verification, the
-    base model's scoring and aggregation (one helper thread, which owns the math-verify
-    worker, launched at start-up so its ~2 s warm-up overlaps model loading). :meth:`run_many`
-    overlaps chunk i's second stage with chunk i+1's sampling: a probe then costs little more
-    than its sampling (bench/bench_probe_cost.py).
+    Two stages per chunk: sampling (the calling thread) and the rest: verification, the base
+    model's scoring and aggregation (post_worker.finish_chunk). :meth:`run_many` runs chunk
+    i's second stage while chunk i+1 samples, so a probe costs little more than its sampling
+    (bench/bench_probe_cost.py). ``post``: where the second stage runs, ``"process"`` (a
+    child interpreter with its own base model: trainer/post_worker.py), ``"thread"`` (a
+    helper thread here), ``"inline"`` (after each chunk's sampling, no overlap: a probe
+    beside training keeps to its share of the cores) or ``"auto"``: process when the sampler
+    runs on CPU (threads would take turns on the GIL), thread on GPU (no second copy of the
+    base model in its memory).
     """
 
-    def __init__(self, policy_path: str, base_path: str, sampler: Mapping[str, Any]):
+    def __init__(self, policy_path: str, base_path: str, sampler: Mapping[str, Any],
+                 post: str = "auto"):
+        from rlboundary.trainer.samplers import make_sampler
+
+        if post not in ("auto", "thread", "process", "inline"):
+            raise ValueError(f"probe.post must be auto, thread, process or inline, got {post!r}")
+        self.key = (policy_path, base_path, repr(sorted(dict(sampler).items())), post)
+        self.same_model = policy_path == base_path
+        kw = dict(sampler)
+        self.sampler = make_sampler(kw.pop("name"), policy_path, **kw)
+        on_cpu = getattr(getattr(self.sampler, "device", None), "type", "cuda") == "cpu"
+        self.mode = "process" if post == "auto" and on_cpu else "thread" if post == "auto" \
+            else post
+        if self.mode == "process":
+            from rlboundary.trainer.post_worker import PostProcess
+
+            self._proc = PostProcess(base_path)  # loads the base while we check the vocab
+        else:
+            self._start_thread(policy_path, base_path)
+        _check_same_vocab(self.sampler.tokenizer, base_path)
+
+    def _start_thread(self, policy_path: str, base_path: str) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from transformers import AutoModelForCausalLM
 
         from rlboundary.tasks.verify_worker import prelaunch
-        from rlboundary.trainer.samplers import make_sampler
 
-        self._post = ThreadPoolExecutor(1, thread_name_prefix="rlboundary-probe-post")
-        self._post.submit(prelaunch)
-        kw = dict(sampler)
-        self.sampler = make_sampler(kw.pop("name"), policy_path, **kw)
-        if base_path == policy_path:
-            self.base_model = self.sampler.model
+        if self.mode == "thread":
+            self._post = ThreadPoolExecutor(1, thread_name_prefix="rlboundary-probe-post")
+            self._post.submit(prelaunch)  # that thread's math-verify worker warms up meanwhile
         else:
-            self.base_model = AutoModelForCausalLM.from_pretrained(base_path).eval()
-        _check_same_vocab(self.sampler.tokenizer, base_path)
-        self.key = (policy_path, base_path, repr(sorted(dict(sampler).items())))
+            prelaunch()
+        self.base_model = self.sampler.model if policy_path == base_path else \
+            AutoModelForCausalLM.from_pretrained(base_path).eval()
 
     def run(self, chunk_idx: int, records: Sequence, job: Mapping[str, Any]):
         """-> (per-problem rows, per-sample rows) for one chunk."""
-        return self._post.submit(self._finish, records, job, *self._sample(records, job)
-                                 ).result()
+        return next(iter(self.run_many([(chunk_idx, records, job)])))[1]
 
     def run_many(self, jobs: Sequence[tuple[int, Sequence, Mapping[str, Any]]]):
         """Yield ``(chunk_idx, result)`` for each job in order, chunk i's verification and
         scoring running while chunk i+1 samples (at most one chunk waits)."""
         pending = None
         for i, records, job in jobs:
-            fut = self._post.submit(self._finish, records, job, *self._sample(records, job))
+            args = (records, job, *self._sample(records, job), self._reuse(job))
             if pending is not None:
-                yield pending[0], pending[1].result()
-            pending = (i, fut)
+                yield pending, self._collect()
+            self._hand_over(args)
+            pending = i
         if pending is not None:
-            yield pending[0], pending[1].result()
+            yield pending, self._collect()
+
+    def _reuse(self, job: Mapping[str, Any]) -> bool:
+        """The base probing itself at T=1, top-p 1: the sampler's log-probs are the base's."""
+        s = job["sampling"]
+        return self.same_model and float(s["temperature"]) == 1.0 and float(s["top_p"]) == 1.0
+
+    def _hand_over(self, args) -> None:
+        from rlboundary.trainer.post_worker import finish_chunk
+
+        kw = {} if self.mode == "process" else dict(base_model=self.base_model,
+                                                     tokenizer=self.sampler.tokenizer)
+        if self.mode == "process":
+            self._proc.submit(*args)
+        elif self.mode == "thread":
+            self._fut = self._post.submit(finish_chunk, *args, **kw)
+        else:
+            self._done = finish_chunk(*args, **kw)
+
+    def _collect(self):
+        if self.mode == "process":
+            return self._proc.result()
+        return self._fut.result() if self.mode == "thread" else self._done
 
     def _sample(self, records: Sequence, job: Mapping[str, Any]):
         from rlboundary.tasks import TASKS
@@ -77,38 +121,16 @@ class ChunkWorker:
                                     first=int(job.get("first", 0)))
         return prompts, batch
 
-    def _finish(self, records: Sequence, job: Mapping[str, Any], prompts, batch):
-        """Verification, the base model's NLL and the per-problem rows of one sampled chunk."""
-        from rlboundary.tasks import TASKS
-        from rlboundary.trainer.probe_rows import aggregate
-        from rlboundary.trainer.rollout import score_samples
-        from rlboundary.trainer.scoring import score_nll
-
-        task, n, s = TASKS.get(job["task"]), int(job["n"]), job["sampling"]
-        samples = score_samples(task, records, batch, n, first=int(job.get("first", 0)))
-        if self.base_model is self.sampler.model and float(s["temperature"]) == 1.0 \
-                and float(s["top_p"]) == 1.0:
-            # the base probing itself at T=1: the sampler's log-probs are the base's, no
-            # second forward pass (they equal a teacher-forced pass: tests/test_samplers.py)
-            samples["nll_base"] = -samples["logprob_sum"].to_numpy(float)
-        else:
-            nll, ntok = score_nll(self.base_model, self.sampler.tokenizer,
-                                  [prompts[i // n] for i in range(len(batch))], batch.token_ids,
-                                  batch_size=128)  # rows sorted by length: little padding
-            if (ntok != samples["n_tokens"].to_numpy()).any():
-                raise RuntimeError("base-model scoring saw other response lengths than the "
-                                   "sampler")
-            samples["nll_base"] = nll
-        return aggregate(samples, list(records), n, job["has_trace"]), samples
-
     def run_tagged(self, chunk_idx: int, records: Sequence, job: Mapping[str, Any]):
         """(chunk_idx, result): Ray hands results back in completion order."""
         return chunk_idx, self.run(chunk_idx, records, job)
 
-
     def close(self) -> None:
-        """Stop the helper thread (its math-verify worker goes with it)."""
-        self._post.shutdown(wait=True)
+        """Stop the second stage's process or thread (its math-verify worker goes with it)."""
+        if self.mode == "process":
+            self._proc.close()
+        elif self.mode == "thread":
+            self._post.shutdown(wait=True)
 
 
 #: The driver's worker kept between run_chunks calls inside :func:`reuse_workers` (an
@@ -130,9 +152,18 @@ def reuse_workers():
         _KEPT["worker"] = None
 
 
+#: probe.post=auto takes a thread instead of a process below this many samples: the
+#: process's start-up (~3 s of a core: torch, transformers, the base model) would cost more
+#: than the overlap saves (~0.1 ms of post-processing per sample on the tiny base).
+PROCESS_MIN_SAMPLES = 16384
+
+
 def _driver_run(worker_kw: Mapping[str, Any], jobs, on_result) -> None:
+    if worker_kw.get("post", "auto") == "auto" and \
+            sum(len(recs) * int(job["n"]) for _, recs, job in jobs) < PROCESS_MIN_SAMPLES:
+        worker_kw = {**worker_kw, "post": "thread"}
     key = (worker_kw["policy_path"], worker_kw["base_path"],
-           repr(sorted(dict(worker_kw["sampler"]).items())))
+           repr(sorted(dict(worker_kw["sampler"]).items())), worker_kw.get("post", "auto"))
     worker = _KEPT["worker"] if _KEPT["on"] else None
     if worker is None or worker.key != key:
         if worker is not None:

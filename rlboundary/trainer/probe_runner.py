@@ -197,7 +197,7 @@ def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
     job = dict(task=task.name, n=int(cfg["n"]), sampling=dict(cfg["sampling"]),
                seed=int(cfg["seed"]), has_trace=task.trace_check is not None)
     worker_kw = dict(policy_path=model_path, base_path=cfg["base_path"],
-                     sampler=dict(cfg["sampler"]))
+                     sampler=dict(cfg["sampler"]), post=cfg["probe"].get("post", "auto"))
     adaptive = adaptive_probe.settings(cfg["probe"])
     if adaptive:
         with fanout.reuse_workers():

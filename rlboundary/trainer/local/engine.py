@@ -104,10 +104,12 @@ def _caller(handle):
 class ProbeWorker:
     """Runs :func:`probe_checkpoint` for the trainer, one checkpoint at a time, in step order."""
 
-    def __init__(self, settings: Mapping[str, Any], threads: int):
+    def __init__(self, settings: Mapping[str, Any], threads: int, beside: bool = False):
         quiet(bool(settings.get("verbose")))
         torch.set_num_threads(int(threads))
         self.settings = {**settings, "progress": False}
+        if beside:  # beside training: keep to `threads` cores, no second probe stage running
+            self.settings["probe"] = {**settings["probe"], "post": "inline"}
 
     def probe(self, path: str, step: int) -> dict:
         from rlboundary.trainer.probe_runner import probe_checkpoint
@@ -129,7 +131,7 @@ class Prober:
         self.mode = mode if settings is not None else "off"
         self.settings, self.pending, self.results, self.deferred = settings, {}, {}, None
         self.final_threads = final_threads
-        self.actor = _actor(ProbeWorker, threads, settings, threads) \
+        self.actor = _actor(ProbeWorker, threads, settings, threads, True) \
             if self.mode == "async" else None
         self.local = ProbeWorker(settings, threads) if self.mode == "sync" else None
 
