@@ -159,16 +159,18 @@ PROCESS_MIN_SAMPLES = 16384
 
 
 def _driver_run(worker_kw: Mapping[str, Any], jobs, on_result) -> None:
-    if worker_kw.get("post", "auto") == "auto" and \
-            sum(len(recs) * int(job["n"]) for _, recs, job in jobs) < PROCESS_MIN_SAMPLES:
-        worker_kw = {**worker_kw, "post": "thread"}
+    post = worker_kw.get("post", "auto")
     key = (worker_kw["policy_path"], worker_kw["base_path"],
-           repr(sorted(dict(worker_kw["sampler"]).items())), worker_kw.get("post", "auto"))
+           repr(sorted(dict(worker_kw["sampler"]).items())), post)
     worker = _KEPT["worker"] if _KEPT["on"] else None
     if worker is None or worker.key != key:
         if worker is not None:
             worker.close()
-        worker = ChunkWorker(**worker_kw)
+        if post == "auto" and sum(len(recs) * int(job["n"]) for _, recs, job in jobs) \
+                < PROCESS_MIN_SAMPLES:
+            post = "thread"
+        worker = ChunkWorker(**{**worker_kw, "post": post})
+        worker.key = key  # kept workers are found by what was asked, not what auto chose
     try:
         for i, result in worker.run_many(jobs):
             on_result(i, result)
