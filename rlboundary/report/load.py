@@ -74,7 +74,7 @@ def load_settings(run_dir: str | Path) -> pd.DataFrame:
     """What each stored probe was produced with: one row per (dataset, step) with the columns
     of its provenance record flattened (n, sampling.temperature, model_sha, ...) and
     ``settings``, a short line of them; ``settings`` is "unrecorded" for older files."""
-    from rlboundary.trainer.probe_runner import _flat, settings_line
+    from rlboundary.trainer.provenance import _flat, settings_line
 
     rows = []
     for path in sorted((Path(run_dir) / "probes").glob("*/step_*.parquet")):

@@ -18,7 +18,7 @@ Two guarantees at this boundary:
   dataset, step and file, before any metric is computed from it.
 - **Provenance.** Every per-problem file (final and parts) carries in its parquet metadata what
   produced it (model and dataset hashes, n, sampling, sampler, seed, verifier version; see
-  ``probe_runner.provenance``). :func:`read_provenance` returns it; the runner reuses a stored
+  ``provenance.provenance``). :func:`read_provenance` returns it; the runner reuses a stored
   result only when it matches the current settings exactly.
 
 Files are written atomically with the user's umask (:mod:`rlboundary.fileio`).

@@ -1,0 +1,123 @@
+"""What a stored probe result depends on, and how two such records differ.
+
+A probe result records its provenance (:func:`provenance`): the model's and base model's
+bytes, the problems, n, sampling, sampler, seed, verifier, result format and adaptive settings.
+The probe runner reuses a stored result only when all of it matches (trainer/probe_runner.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Mapping
+
+from rlboundary.tasks import Task
+from rlboundary.tasks.schema import Record, ids_sha256
+from rlboundary.trainer import adaptive_probe
+
+#: Version of the stored-result format (bumped when a column's meaning changes).
+FORMAT = 3   # 3: samples keyed by problem id (samplers/keyed.py)
+
+
+_HASHES: dict[tuple, str] = {}
+
+
+def checkpoint_hash(path: str) -> str:
+    """sha256 over a checkpoint's files (names and bytes), ignoring our own build notes.
+
+    Memoised per process on (path, every file's size and mtime)."""
+    entries = []
+    for root, _, files in sorted(os.walk(path)):
+        for name in sorted(files):
+            if name == "build_info.json" or name.endswith(".part"):
+                continue
+            full = os.path.join(root, name)
+            st = os.stat(full)
+            entries.append((os.path.relpath(full, path), full, st.st_size, st.st_mtime_ns))
+    key = (os.path.abspath(path), tuple((e[0], e[2], e[3]) for e in entries))
+    if key not in _HASHES:
+        h = hashlib.sha256()
+        for rel, full, _, _ in entries:
+            h.update(rel.encode())
+            with open(full, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        _HASHES[key] = h.hexdigest()[:16]
+    return _HASHES[key]
+
+
+def data_hash(records: list[Record]) -> str:
+    """sha256 of the problems' ids, texts and answers (what a probe of them depends on)."""
+    h = hashlib.sha256(ids_sha256(records).encode())
+    for r in records:
+        h.update(b"\0" + r.id.encode() + b"\0" + r.problem.encode() + b"\0" + r.answer.encode())
+    return h.hexdigest()[:16]
+
+
+def verifier_version() -> str:
+    """rlboundary's verifier sources and math-verify's version, hashed."""
+    import glob
+    from importlib import metadata
+
+    import rlboundary.tasks as tasks_pkg
+
+    h = hashlib.sha256()
+    for f in sorted(glob.glob(os.path.join(os.path.dirname(tasks_pkg.__file__), "verify*.py"))):
+        with open(f, "rb") as fh:
+            h.update(fh.read())
+    try:
+        mv = metadata.version("math-verify")
+    except metadata.PackageNotFoundError:
+        mv = "absent"
+    return f"math-verify {mv}, sources {h.hexdigest()[:12]}"
+
+
+#: Sampler knobs that cannot change a sample (threads); everything else is provenance.
+_SAMPLER_IRRELEVANT = ("torch_threads",)
+
+
+def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task) -> dict:
+    """What a probe's result depends on: model, base model (its NLL scores the samples),
+    problems, n, sampling, sampler and its settings, seed, verifier, result format.
+
+    ``checkpoint`` (the path) is recorded for the reader but not compared (see
+    :func:`differences`).
+    """
+    sampler = {k: v for k, v in dict(cfg["sampler"]).items() if k not in _SAMPLER_IRRELEVANT}
+    adaptive = adaptive_probe.settings(cfg["probe"])
+    return {**({"adaptive": adaptive} if adaptive else {}), "format": FORMAT, "model_sha": checkpoint_hash(model_path),
+            "base_sha": checkpoint_hash(cfg["base_path"]), "task": task.name,
+            "data_sha": data_hash(records), "problems": len(records), "n": int(cfg["n"]),
+            "seed": int(cfg["seed"]), "sampling": dict(cfg["sampling"]), "sampler": sampler,
+            "verifier": verifier_version(), "checkpoint": os.path.abspath(model_path)}
+
+
+def _flat(d: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def differences(stored: Mapping | None, wanted: Mapping) -> list[str]:
+    """Human-readable differences ``"n=256 (now 64)"`` between two provenance records,
+    ignoring the checkpoint path; ``["no record of its settings"]`` when ``stored`` is None."""
+    if stored is None:
+        return ["no record of its settings (written by an older rlboundary)"]
+    a, b = _flat(stored), _flat(wanted)
+    a.pop("checkpoint", None), b.pop("checkpoint", None)
+    return [f"{k}={a.get(k, '-')} (now {b.get(k, '-')})"
+            for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+
+
+def settings_line(prov: Mapping) -> str:
+    """A short line of the settings a result was probed with (for metrics, report, console)."""
+    s = prov.get("sampling", {})
+    return (f"n={prov.get('n')} T={s.get('temperature')} top_p={s.get('top_p')} "
+            f"max_new={s.get('max_new_tokens')} sampler={prov.get('sampler', {}).get('name')} "
+            f"seed={prov.get('seed')} model={prov.get('model_sha')} data={prov.get('data_sha')}"
+            + (" adaptive(round={round} tol={tol} min={min_samples})".format(**prov["adaptive"])
+               if prov.get("adaptive") else ""))
