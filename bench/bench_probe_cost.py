@@ -96,8 +96,9 @@ def main(argv=None) -> None:
     print(f"\nmedian of {a.repeats} interleaved runs   seconds  samples/s  / sampler")
     for key, sec in med.items():
         print(f"{key:<34}{sec:>9.2f}{rate[key]:>11.0f}{rate[key] / rate['sampler alone']:>11.0%}")
-    print("the probe's worker (fanout.ChunkWorker.run_many, probe.post=auto: a second process "
-          "on CPU) verifies and scores chunk i while chunk i+1 samples; target >= 80% of the "
+    print("the probe's worker (fanout.ChunkWorker.run_many) verifies and scores chunk i while "
+          "chunk i+1 samples, on a thread (probe.post=thread, the default) or in a second "
+          "process (probe.post=process; start-up excluded here); target >= 80% of the "
           "sampler's rate")
     if a.json:
         write_text(a.json, json.dumps({"sequential_seconds": t, "samples": samples_total,
@@ -120,21 +121,22 @@ def _pipelined(base: str, task, test, a, s) -> dict[str, list[float]]:
                          "temperature": float(s.temperature), "top_p": float(s.top_p)})
     jobs = [(i, test[i * a.chunk:(i + 1) * a.chunk], job)
             for i in range((len(test) + a.chunk - 1) // a.chunk)]
-    out: dict[str, list[float]] = {"sampler alone": [], "probe, checkpoint": [],
-                                   "probe, base itself": []}
+    out: dict[str, list[float]] = {"sampler alone": []}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = shutil.copytree(base, f"{tmp}/checkpoint")
-        workers = {key: ChunkWorker(policy, base, {"name": "hf", "torch_threads": a.threads})
-                   for key, policy in (("probe, checkpoint", ckpt),
-                                       ("probe, base itself", base))}
+        workers = {f"{key}, post={post}": ChunkWorker(
+            policy, base, {"name": "hf", "torch_threads": a.threads}, post=post)
+            for key, policy in (("probe, checkpoint", ckpt), ("probe, base itself", base))
+            for post in ("thread", "process")}
         for w in workers.values():
-            list(w.run_many(jobs[:1]))   # warm-up: the second process, first-call costs
+            list(w.run_many(jobs[:1]))   # warm-up: the second process's start, first calls
         for _ in range(a.repeats):
             t0 = time.perf_counter()
             for _, recs, jb in jobs:
-                workers["probe, base itself"]._sample(recs, jb)
+                workers["probe, base itself, post=thread"]._sample(recs, jb)
             out["sampler alone"].append(time.perf_counter() - t0)
             for key, w in workers.items():
+                out.setdefault(key, [])
                 t0 = time.perf_counter()
                 for _ in w.run_many(jobs):
                     pass

@@ -25,10 +25,11 @@ class ChunkWorker:
     i's second stage while chunk i+1 samples, so a probe costs little more than its sampling
     (bench/bench_probe_cost.py). ``post``: where the second stage runs, ``"process"`` (a
     child interpreter with its own base model: trainer/post_worker.py), ``"thread"`` (a
-    helper thread here), ``"inline"`` (after each chunk's sampling, no overlap: a probe
-    beside training keeps to its share of the cores) or ``"auto"``: process when the sampler
-    runs on CPU (threads would take turns on the GIL), thread on GPU (no second copy of the
-    base model in its memory).
+    helper thread here; ``"auto"``), or ``"inline"`` (after each chunk's sampling, no
+    overlap: a probe beside training keeps to its share of the cores). The process avoids
+    the GIL, which the two stages' small ops share on CPU, but its start-up (~3-10 s: torch,
+    transformers, the base model) waits on the first chunk: on the tiny base it paid off only
+    in long probes (bench/bench_probe_cost.py), so it is opt-in.
     """
 
     def __init__(self, policy_path: str, base_path: str, sampler: Mapping[str, Any],
@@ -42,8 +43,12 @@ class ChunkWorker:
         kw = dict(sampler)
         self.sampler = make_sampler(kw.pop("name"), policy_path, **kw)
         on_cpu = getattr(getattr(self.sampler, "device", None), "type", "cuda") == "cpu"
-        self.mode = "process" if post == "auto" and on_cpu else "thread" if post == "auto" \
-            else post
+        self.mode = "thread" if post == "auto" else post
+        if on_cpu and self.mode != "inline" and getattr(self.sampler, "torch_threads", 0) is None:
+            import torch
+
+            # the second stage takes a core of its own: sampling keeps to the others
+            self.sampler.torch_threads = max(1, torch.get_num_threads() - 1)
         if self.mode == "process":
             from rlboundary.trainer.post_worker import PostProcess
 
@@ -152,25 +157,14 @@ def reuse_workers():
         _KEPT["worker"] = None
 
 
-#: probe.post=auto takes a thread instead of a process below this many samples: the
-#: process's start-up (~3 s of a core: torch, transformers, the base model) would cost more
-#: than the overlap saves (~0.1 ms of post-processing per sample on the tiny base).
-PROCESS_MIN_SAMPLES = 16384
-
-
 def _driver_run(worker_kw: Mapping[str, Any], jobs, on_result) -> None:
-    post = worker_kw.get("post", "auto")
     key = (worker_kw["policy_path"], worker_kw["base_path"],
-           repr(sorted(dict(worker_kw["sampler"]).items())), post)
+           repr(sorted(dict(worker_kw["sampler"]).items())), worker_kw.get("post", "auto"))
     worker = _KEPT["worker"] if _KEPT["on"] else None
     if worker is None or worker.key != key:
         if worker is not None:
             worker.close()
-        if post == "auto" and sum(len(recs) * int(job["n"]) for _, recs, job in jobs) \
-                < PROCESS_MIN_SAMPLES:
-            post = "thread"
-        worker = ChunkWorker(**{**worker_kw, "post": post})
-        worker.key = key  # kept workers are found by what was asked, not what auto chose
+        worker = ChunkWorker(**worker_kw)
     try:
         for i, result in worker.run_many(jobs):
             on_result(i, result)
