@@ -384,7 +384,7 @@ def delta_se(base_n, base_c, pol_n, pol_c, k: int = 256, base_target=None,
         raise ValueError(f"delta_se needs k >= 1, got k={k}")
     if bn.size == 0:
         return DeltaSE(float("nan"), int(k))
-    k_used = min(int(k), adaptive_target(bn, base_target) or int(bn.min()))
+    k_used = min(int(k), k_max(bn, base_target))
     base = float(per_problem(bn, bc, [k_used], base_target).mean())
     pol = float(per_problem(pn, pc, [1], pol_target).mean())
     return DeltaSE(base - pol, k_used)
@@ -407,8 +407,7 @@ def crossover_k(base_n, base_c, pol_n, pol_c, ks: Sequence[int] | None = None,
         raise ValueError(f"base and policy need the same problems, got {bn.size} and {pn.size}")
     if bn.size == 0:
         return None
-    k_sup = min(adaptive_target(bn, base_target) or int(bn.min()),
-                adaptive_target(pn, pol_target) or int(pn.min()))
+    k_sup = min(k_max(bn, base_target), k_max(pn, pol_target))
     if ks is None:
         cand = np.arange(1, k_sup + 1)
     else:

@@ -25,7 +25,7 @@ from rlboundary.registry import Registry
 
 from .ledger import coverage
 from .adaptive import set_band
-from .passk import _band, _check_nc, adaptive_target, crossover_k, delta_se, per_problem
+from .passk import _band, _check_nc, adaptive_target, crossover_k, delta_se, k_max, per_problem
 from .stats import (accuracy_bin_keys, accuracy_histogram, mixture_quantiles, perplexity,
                     summary_keys, weighted_mean)
 
@@ -85,7 +85,7 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
         return {}
     nt = _col(cur, "n_target", None)
     N = adaptive_target(n, nt)
-    k_list = _supported_ks(ks, N or int(n.min()))
+    k_list = _supported_ks(ks, k_max(n, nt))
     k_arr = np.asarray(k_list, dtype=np.int64)
     mean, lo, hi = _band(per_problem(n, c, k_arr, nt), n_boot, seed, alpha, method)
     lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
@@ -101,8 +101,7 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
         sel = cv >= 0
         nv, cvv = _check_nc(n[sel], cv[sel])
         ntv = None if nt is None else nt[sel]
-        kv = np.asarray(_supported_ks(ks, adaptive_target(nv, ntv) or int(nv.min())),
-                        dtype=np.int64)
+        kv = np.asarray(_supported_ks(ks, k_max(nv, ntv)), dtype=np.int64)
         for k, v in zip(kv, per_problem(nv, cvv, kv, ntv).mean(axis=0)):
             out[f"valid_pass@{int(k)}"] = float(v)
     return out

@@ -17,6 +17,11 @@ from typing import Any, Callable, Mapping, Sequence
 import pandas as pd
 
 
+def worker_key(policy_path: str, base_path: str, sampler: Mapping[str, Any], post: str):
+    """What makes two ChunkWorkers interchangeable (a kept one is reused when this matches)."""
+    return policy_path, base_path, repr(sorted(dict(sampler).items())), post
+
+
 class ChunkWorker:
     """Samples, verifies and base-scores chunks of problems for one checkpoint.
 
@@ -38,7 +43,7 @@ class ChunkWorker:
 
         if post not in ("auto", "thread", "process", "inline"):
             raise ValueError(f"probe.post must be auto, thread, process or inline, got {post!r}")
-        self.key = (policy_path, base_path, repr(sorted(dict(sampler).items())), post)
+        self.key = worker_key(policy_path, base_path, sampler, post)
         self.same_model = policy_path == base_path
         kw = dict(sampler)
         self.sampler = make_sampler(kw.pop("name"), policy_path, **kw)
@@ -54,10 +59,10 @@ class ChunkWorker:
 
             self._proc = PostProcess(base_path)  # loads the base while we check the vocab
         else:
-            self._start_thread(policy_path, base_path)
+            self._start_thread(base_path)
         _check_same_vocab(self.sampler.tokenizer, base_path)
 
-    def _start_thread(self, policy_path: str, base_path: str) -> None:
+    def _start_thread(self, base_path: str) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         from transformers import AutoModelForCausalLM
@@ -69,7 +74,7 @@ class ChunkWorker:
             self._post.submit(prelaunch)  # that thread's math-verify worker warms up meanwhile
         else:
             prelaunch()
-        self.base_model = self.sampler.model if policy_path == base_path else \
+        self.base_model = self.sampler.model if self.same_model else \
             AutoModelForCausalLM.from_pretrained(base_path).eval()
 
     def run(self, chunk_idx: int, records: Sequence, job: Mapping[str, Any]):
@@ -97,11 +102,11 @@ class ChunkWorker:
     def _hand_over(self, args) -> None:
         from rlboundary.trainer.post_worker import finish_chunk
 
-        kw = {} if self.mode == "process" else dict(base_model=self.base_model,
-                                                     tokenizer=self.sampler.tokenizer)
         if self.mode == "process":
             self._proc.submit(*args)
-        elif self.mode == "thread":
+            return
+        kw = dict(base_model=self.base_model, tokenizer=self.sampler.tokenizer)
+        if self.mode == "thread":
             self._fut = self._post.submit(finish_chunk, *args, **kw)
         else:
             self._done = finish_chunk(*args, **kw)
@@ -158,8 +163,8 @@ def reuse_workers():
 
 
 def _driver_run(worker_kw: Mapping[str, Any], jobs, on_result) -> None:
-    key = (worker_kw["policy_path"], worker_kw["base_path"],
-           repr(sorted(dict(worker_kw["sampler"]).items())), worker_kw.get("post", "auto"))
+    key = worker_key(worker_kw["policy_path"], worker_kw["base_path"], worker_kw["sampler"],
+                     worker_kw.get("post", "auto"))
     worker = _KEPT["worker"] if _KEPT["on"] else None
     if worker is None or worker.key != key:
         if worker is not None:

@@ -116,20 +116,16 @@ def _forward_shared(model, prompts: list[list[int]], row_src: torch.Tensor, resp
     into a KV cache, copied to their rows, and the responses read on top of it (as the ``hf``
     sampler decodes): the prompt is not recomputed for each of its n samples.
     """
-    from transformers import DynamicCache
+    from rlboundary.trainer.samplers.hf import _left_pad       # the samplers' own prefill:
+    from rlboundary.trainer.samplers.steppers import _prefill  # (imported here: no cycle)
 
-    width = max(len(p) for p in prompts)
     dev = resp.device
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=dev)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
-    pos = (mask.cumsum(1) - 1).clamp(min=0)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                past_key_values=DynamicCache(config=model.config), logits_to_keep=1)
-    first = out.logits[:, -1][row_src][:, None]
+    ids, mask = (t.to(dev) for t in _left_pad(prompts, pad))
+    last, cache = _prefill(model, ids, mask)
+    first = last[row_src][:, None]
     W = resp.shape[1]
     if W == 1:
         return first
-    cache = out.past_key_values
     cache.batch_select_indices(row_src)
     full = torch.cat([mask[row_src], resp_mask[:, :W - 1]], 1)
     rpos = mask.sum(1)[row_src][:, None] + torch.arange(W - 1, device=dev)

@@ -191,7 +191,7 @@ class ProbeStore:
                               for i in range(n_chunks)], ignore_index=True)
         samples = None
         if os.path.exists(path("samples", 0)):
-            samples = pd.concat([pd.read_parquet(path("samples", i)) for i in range(n_chunks)],
+            samples = pd.concat([self.part_samples(i) for i in range(n_chunks)],
                                 ignore_index=True)
         return self.finish(problems, samples, provenance)
 
