@@ -9,7 +9,7 @@ full curve's own standard error at k=1 is printed beside it for scale).
 
     python bench/bench_adaptive.py                        # tiny base + newest demo checkpoint
     python bench/bench_adaptive.py --checkpoint runs/arithmetic/checkpoints/global_step_100
-    python bench/bench_adaptive.py --per-difficulty 100   # ~570 problems instead of 120
+    python bench/bench_adaptive.py --limit 120            # the first 120 of the 600 problems
 
 Issue 13's target: within 0.5 points of the full curve at every k, with at most 50% of its
 samples. The checkpoint defaults to the newest under runs/arithmetic/checkpoints (``make
@@ -93,13 +93,13 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=newest_checkpoint())
     ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--per-difficulty", type=int, default=None,
-                    help="held-out problems per difficulty (data.n_test_per_difficulty)")
+    ap.add_argument("--limit", type=int, default=None,
+                    help="probe the first this many held-out problems (probe.limit)")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args(argv)
     common = ["progress=false", f"n={a.n}"]
-    if a.per_difficulty:
-        common.append(f"data.n_test_per_difficulty={a.per_difficulty}")
+    if a.limit:
+        common.append(f"probe.limit={a.limit}")
     models = [("tiny base", None)] + ([("checkpoint", a.checkpoint)] if a.checkpoint else [])
     if not a.checkpoint:
         print("no trained checkpoint (run `make demo` or pass --checkpoint): tiny base only")

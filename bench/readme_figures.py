@@ -32,7 +32,10 @@ from rlboundary.fileio import write_text
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = ROOT / "docs" / "figures.json"
 README = ROOT / "README.md"
-PARTS = ("demo", "bench", "train")
+PARTS = ("demo", "seeds", "bench", "train")
+#: the seed sweeps `--parts seeds` runs (each: recipe, the sweep folder's name)
+SEED_SWEEPS = (("recipes/tiny/grpo_seeds.yaml", "grpo_seeds"),
+               ("recipes/tiny/six_algorithms_seeds.yaml", "six_algorithms_seeds"))
 
 
 def machine() -> dict:
@@ -62,7 +65,22 @@ def measure_demo() -> dict:
         wall = time.perf_counter() - t0
         shutil.copy(Path(run_dir, "report", "arithmetic_pass_at_k.png"),
                     ROOT / "docs" / "demo_pass_at_k.png")
-        return {"wall_s": wall, **demo_figures(run_dir, cache)}
+        val_dir = os.path.join(tmp, "validation")
+        subprocess.run([os.path.join(os.path.dirname(sys.executable), "rlboundary"), "probe",
+                        "data.probe_split=validation", f"run_dir={val_dir}", "progress=false"],
+                       cwd=ROOT, env=env, check=True)
+        return {"wall_s": wall, **demo_figures(run_dir, cache), **base_profile(val_dir)}
+
+
+def base_profile(run_dir: str) -> dict:
+    """The base model's pass@1 and pass@256 on the validation split (the probe of ``run_dir``)."""
+    from rlboundary import probes
+    from rlboundary.report.load import load_run
+
+    t = load_run(run_dir).table("arithmetic", 0)
+    n, c = t["n"].to_numpy(int), t["c"].to_numpy(int)
+    return {"val_problems": len(t), "val_pass1": float(probes.pass_at_k_curve(n, c, 1)[0]),
+            "val_pass256": float(probes.pass_at_k_curve(n, c, 256)[0])}
 
 
 def demo_figures(run_dir: str, cache: str) -> dict:
@@ -84,10 +102,32 @@ def demo_figures(run_dir: str, cache: str) -> dict:
             "table": study_table(run_dir, "arithmetic").to_string(index=False), "k": k,
             "last_step": int(steps[-1]),
             **{key: [b[m], v[m]] for key, m in (("pass1", "pass@1"), ("passk", f"pass@{k}"),
-                                                 ("ppl", "ppl_base"), ("entropy", "entropy"))},
+                                                 ("ppl", "ppl_base"), ("entropy", "entropy"),
+                                                 ("ppl_median", "ppl_base_median"))},
+            "problems": len(base_t),
             "lost": v["base_only"], "gained": v["policy_only"],
             "crossover_k": None if math.isnan(v["crossover_k"]) else v["crossover_k"],
             "base_pass16": probes[0]["pass@16"], "base_valid1": probes[0]["valid_pass@1"]}
+
+
+def measure_seeds() -> dict:
+    """Each seed sweep of :data:`SEED_SWEEPS` in a temporary folder (the base from the usual
+    cache), then `report --compare`: its across-seed rows and its wall time."""
+    import pandas as pd
+
+    out = {}
+    exe = os.path.join(os.path.dirname(sys.executable), "rlboundary")
+    with tempfile.TemporaryDirectory(prefix="rlb-seeds-") as tmp:
+        for recipe, name in SEED_SWEEPS:
+            sweep = os.path.join(tmp, name)
+            t0 = time.perf_counter()
+            subprocess.run([exe, "train", "-m", "--recipe", recipe, f"hydra.sweep.dir={sweep}",
+                            "trainer.logger=[console]"], cwd=ROOT, check=True)
+            wall = time.perf_counter() - t0
+            subprocess.run([exe, "report", "--compare", sweep], cwd=ROOT, check=True)
+            rows = pd.read_csv(Path(sweep, "compare", "arithmetic_seeds.csv"))
+            out[name] = {"wall_s": wall, "rows": rows.to_dict("records")}
+    return out
 
 
 def measure_bench() -> dict:
@@ -103,13 +143,13 @@ def measure_train() -> dict:
 
 def render_demo(f: dict, m: dict) -> str:
     d = f["demo"]
-    (p0, p1), (k0, k1), (q0, q1) = d["pass1"], d["passk"], d["ppl"]
+    (p0, p1), (k0, k1), (q0, q1) = d["pass1"], d["passk"], d["ppl_median"]
     shape = ("The study's shape in miniature" if p1 > p0 and k1 < k0 else
              "Not the study's shape this time")
     cross = (f"the curves cross at k={int(d['crossover_k'])}" if d["crossover_k"] else
              f"the curves do not cross up to k={d['k']}")
     return f"""`make demo` builds the tiny base, trains it with GRPO for {d['last_step']} steps (32 prompts x 8 samples per
-step), probes the base and every checkpoint with {d['k']} samples on each of 120 held-out problems,
+step), probes the base and every checkpoint with {d['k']} samples on each of {d['problems']} held-out problems,
 writes the report and prints this table. Measured by `bench/readme_figures.py` on {m['date']}:
 {m['cpus']} CPU cores, torch {m['torch']}, Python {m['python']}; the demo took {d['wall_s'] / 60:.1f} min after the
 set-up (`diff` = checkpoint minus base, paired over the same problems; 95% Student-t intervals
@@ -119,21 +159,31 @@ over problems):
 {d['table']}
 ```
 
-{shape}: RL moves pass@1 by {p1 - p0:+.2f} and pass@{d['k']} by {k1 - k0:+.3f}
+{shape}: RL moves pass@1 by {p1 - p0:+.3f} and pass@{d['k']} by {k1 - k0:+.3f}
 ({d['lost']} problems the base model solves at least once in {d['k']} tries are lost, {d['gained']} gained); the
-mean per-response perplexity of its samples under the base model is {q1:.3f} against {q0:.3f} for
-the base's own samples (the study's PPL_base), and its entropy goes from {d['entropy'][0]:.3f} to
-{d['entropy'][1]:.3f} nats per token; {cross}:"""
+median per-response perplexity of its samples under the base model is {q1:.3f} against {q0:.3f} for
+the base's own samples (the study's PPL_base; the mean is pulled up by a few degenerate
+responses), and its entropy goes from {d['entropy'][0]:.3f} to {d['entropy'][1]:.3f} nats per token; {cross}.
+
+Your numbers will differ a little: the tiny base is built on your CPU, and another CPU's float
+path (AVX2, AVX-512 or scalar kernels) gives slightly different weights and a different
+trajectory. The conclusion should not differ; the spread over 5 training seeds below, and the
+same demo on other float paths (`ATEN_CPU_CAPABILITY=avx2` and `=default`), show by how much
+the numbers move.
+
+![pass@k of the base model and the GRPO checkpoints](docs/demo_pass_at_k.png)"""
 
 
 def render_base(f: dict, m: dict) -> str:
     d = f["demo"]
     return (f"Measured by `bench/readme_figures.py` ({m['cpus']} cores, {m['date']}): "
-            f"{d['params']:,} parameters built in {d['base_build_s']:.0f} s; on 120 held-out "
-            f"chains at T=1, pass@1 {d['pass1'][0]:.3f}, pass@16 {d['base_pass16']:.3f}, "
-            f"pass@{d['k']} {d['passk'][0]:.3f}, whole-trace-valid pass@1 "
-            f"{d['base_valid1']:.3f}: broad but unreliable support, the shape the study's base "
-            "models have.")
+            f"{d['params']:,} parameters built in {d['base_build_s']:.0f} s; on the "
+            f"{d['problems']} test chains at T=1, pass@1 {d['pass1'][0]:.3f}, pass@16 "
+            f"{d['base_pass16']:.3f}, pass@{d['k']} {d['passk'][0]:.3f}, whole-trace-valid "
+            f"pass@1 {d['base_valid1']:.3f} (on the {d['val_problems']} validation chains: "
+            f"pass@1 {d['val_pass1']:.3f}, pass@256 {d['val_pass256']:.3f}): broad but "
+            "unreliable support, the shape the study's base models have (its Qwen2.5-7B on "
+            "Omni-MATH-Rule: pass@1 0.102, pass@256 0.691).")
 
 
 def render_bench(f: dict, m: dict) -> str:
@@ -172,7 +222,25 @@ def render_train(f: dict, m: dict) -> str:
     return "\n".join(rows)
 
 
-RENDER = {"demo": render_demo, "base": render_base, "bench": render_bench, "train": render_train}
+def render_seeds(f: dict, m: dict) -> str:
+    rows = [f"Measured by `bench/readme_figures.py` on {m['date']} ({m['cpus']} CPU cores): "
+            "each run probed at its last step (200) on the 600 test problems; mean over seeds with a 95% "
+            "Student-t interval across seeds; the last column counts the seeds whose own "
+            "paired interval over problems lies below zero.", "",
+            "| recipe | runs | seeds | diff@1 | diff@256 | diff@256 per seed | seeds with "
+            "diff@256 CI < 0 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, sweep in f["seeds"].items():
+        for r in sweep["rows"]:
+            rows.append(
+                f"| `{name}` ({sweep['wall_s'] / 60:.0f} min) | {r['group']} | {r['seeds']} | "
+                f"{r['diff@1']:+.3f} [{r['diff@1_lo']:+.3f}, {r['diff@1_hi']:+.3f}] | "
+                f"{r['diff@256']:+.3f} [{r['diff@256_lo']:+.3f}, {r['diff@256_hi']:+.3f}] | "
+                f"{r['diff@256_min']:+.3f} .. {r['diff@256_max']:+.3f} | "
+                f"{r['diff@256_below']} of {r['seeds']} |")
+    return "\n".join(rows)
+
+
+RENDER = {"demo": render_demo, "seeds": render_seeds, "base": render_base, "bench": render_bench, "train": render_train}
 
 
 def rewrite(text: str, figures: dict) -> str:

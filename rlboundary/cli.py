@@ -129,7 +129,8 @@ def heldout_accuracy(cfg: DictConfig, model_path: str, timings: dict[str, float]
 
     data = plain(cfg.data)
     task = TASKS.get(data.pop("name"))
-    records = [r for r in task.load(cache_dir=cfg.cache_dir, **data) if r.split == "test"]
+    split = data.pop("probe_split", "test")
+    records = [r for r in task.load(cache_dir=cfg.cache_dir, **data) if r.split == split]
     sampler_kw = plain(cfg.sampler)
     sampler = make_sampler(sampler_kw.pop("name"), model_path, **sampler_kw)
     k = cfg.eval_samples
@@ -244,6 +245,10 @@ def cmd_report(args: argparse.Namespace, overrides: list[str]) -> None:
     with phase(f"compare {' '.join(args.run_dir)}", timings):
         path = write_compare(args.run_dir)
     print(f"  comparison: {path}")
+    seeds = path.parent / "seeds.txt"
+    if seeds.exists():
+        print("across training seeds (mean [95% t-interval over seeds]):\n"
+              + seeds.read_text().rstrip())
     if cfg.report.wandb:
         print(f"  W&B: {log_compare_wandb(args.run_dir, project=cfg.report.wandb_project)}")
 

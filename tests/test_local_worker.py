@@ -120,7 +120,9 @@ def test_dynamic_sampling_fills_the_batch_with_informative_groups(random_tiny_mo
     rounds stop at the cap when the batch cannot be filled."""
     worker = PolicyWorker(random_tiny_model, _cfg(), threads=1)
     task = TASKS.get("arithmetic")
-    records = [r for r in task.load(seed=0, n_train=60) if r.split == "train"][:40]
+    records = [r for r in task.load(seed=0, n_train=60, min_ops=1, max_ops=6, test_ops=[4, 6],
+                                    bands=[[0, 99]], test_per_band=[2])
+               if r.split == "train"][:40]
     cfg = {"seed": 0, "rollout": {"n": 4, "temperature": 1.0, "top_p": 1.0,
                                   "response_length": 8},
            "data": {"train_batch_size": 4},

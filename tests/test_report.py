@@ -341,3 +341,62 @@ def test_compare_goes_to_wandb_as_one_table_in_the_sweeps_group(tmp_path, monkey
     runs = wandb_typed(local, "run")
     assert runs and runs[0].run_group == "sweep" and runs[0].job_type == "compare"
     assert any(b"compare/arith" in r for r in records)
+
+
+def _seed_sweep(root: Path) -> dict[str, Path]:
+    """A sweep of 3 GRPO seeds, 2 RLOO seeds and one PPO run, all against one base model."""
+    jobs = [("algorithm=grpo", 0), ("algorithm=grpo", 1), ("algorithm=grpo", 2),
+            ("algorithm=rloo", 0), ("algorithm=rloo", 1), ("algorithm=ppo", 0)]
+    runs = {}
+    for i, (algo, seed) in enumerate(jobs):
+        name = f"{algo},seed={seed}"
+        run = make_run(root / name, seed=10 + i, datasets=("arith",))
+        if runs:
+            base = next(iter(runs.values())) / "probes" / "arith" / "step_00000000.parquet"
+            (run / "probes" / "arith" / base.name).write_bytes(base.read_bytes())
+        overrides = [algo] + ([f"seed={seed}"] if algo != "algorithm=ppo" else [])
+        (run / "job.json").write_text(json.dumps({"job": i, "name": name,
+                                                  "overrides": overrides}))
+        runs[name] = run
+    return runs
+
+
+def test_mean_band_over_seeds_by_hand():
+    # mean 2, s = 1; for 2 degrees of freedom t_p = (2p - 1) sqrt(2 / (4p(1 - p))), at
+    # p = 0.975: 0.95 sqrt(2 / 0.0975) = 4.302652729749464; half-width t / sqrt(3)
+    mean, lo, hi = probes.mean_band([1.0, 2.0, 3.0])
+    assert mean == 2.0 and hi - mean == pytest.approx(4.302652729749464 / np.sqrt(3), rel=1e-12)
+    assert mean - lo == pytest.approx(hi - mean, rel=1e-12)
+    one = probes.mean_band([0.5])
+    assert one[0] == 0.5 and np.isnan(one[1]) and np.isnan(one[2])
+    with pytest.raises(ValueError, match="finite"):
+        probes.mean_band([1.0, float("nan")])
+
+
+def test_compare_groups_runs_that_differ_only_in_seed(tmp_path):
+    from rlboundary.report.compare import compare_table, find_runs, write_compare
+    from rlboundary.report.seeds import seed_groups, seed_table
+
+    _seed_sweep(tmp_path / "sweep")
+    runs = find_runs([tmp_path / "sweep"])
+    groups = seed_groups(runs)
+    assert groups == {"algorithm=grpo": ["algorithm=grpo,seed=0", "algorithm=grpo,seed=1",
+                                         "algorithm=grpo,seed=2"],
+                      "algorithm=rloo": ["algorithm=rloo,seed=0", "algorithm=rloo,seed=1"],
+                      "algorithm=ppo,seed=0": ["algorithm=ppo,seed=0"]}
+    df = compare_table({label: load_run(run) for label, run in runs.items()}, "arith")
+    table = seed_table(df, groups)
+    assert list(table["group"]) == ["algorithm=grpo", "algorithm=rloo"]  # PPO: one run
+    grpo = table.iloc[0]
+    d = df.set_index("run").loc[groups["algorithm=grpo"]]
+    assert grpo["seeds"] == 3 and grpo["diff@32"] == pytest.approx(d["diff@32"].mean())
+    half = 4.302652729749464 * d["diff@32"].std(ddof=1) / np.sqrt(3)
+    assert grpo["diff@32_hi"] - grpo["diff@32"] == pytest.approx(half)
+    assert grpo["diff@1_min"] == d["diff@1"].min() and grpo["diff@1_max"] == d["diff@1"].max()
+    assert grpo["diff@32_below"] == int((d["diff@32_hi"] < 0).sum())
+    assert grpo["diff@1_above"] == int((d["diff@1_lo"] > 0).sum())
+    index = write_compare([tmp_path / "sweep"])
+    assert "Across training seeds" in index.read_text()
+    lines = (index.parent / "seeds.txt").read_text().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("arith: algorithm=grpo: 3 seeds, diff@1 ")
+    assert len(pd.read_csv(index.parent / "arith_seeds.csv")) == 2

@@ -60,7 +60,8 @@ def test_malformed_rows_name_the_row(tmp_path):
 
 def test_prepare_writes_verl_parquet_and_manifest(tmp_path):
     task = TASKS.get("arithmetic")
-    records = task.load(seed=0, n_train=60, n_test_per_difficulty=5)
+    records = task.load(seed=0, n_train=60, min_ops=1, max_ops=6, test_ops=[4, 6],
+                        bands=BANDS, test_per_band=[5, 3, 2])
     man = write_dataset(task, records, str(tmp_path), {"seed": 0})
     frame = pd.read_parquet(tmp_path / "test.parquet")
     assert len(frame) == 30 and man["splits"]["train"]["count"] == 60
@@ -109,16 +110,43 @@ def test_noisy_traces_cover_every_kind():
     assert 0.2 < sum(valid) / len(valid) < 0.8
 
 
-def test_arithmetic_split_is_disjoint_and_seeded():
-    a = arithmetic.make_records(0, 120, 20)
-    assert a == arithmetic.make_records(0, 120, 20)
-    train = {r.problem for r in a if r.split == "train"}
-    test = [r for r in a if r.split == "test"]
-    assert len(test) == 120 and not train & {r.problem for r in test}
-    assert sorted({r.difficulty for r in test}) == [1, 2, 3, 4, 5, 6]
+BANDS = [[0, 99], [100, 999], [10000, 10**9]]
+
+
+def test_arithmetic_split_is_disjoint_seeded_and_stratified():
+    a = arithmetic.make_records(0, 120, 1, 6, (4, 6), BANDS, [3, 4, 2], [1, 2, 1])
+    assert a == arithmetic.make_records(0, 120, 1, 6, (4, 6), BANDS, [3, 4, 2], [1, 2, 1])
+    by = {s: [r for r in a if r.split == s] for s in ("train", "validation", "test")}
+    assert (len(by["train"]), len(by["validation"]), len(by["test"])) == (120, 12, 27)
+    problems = {s: {r.problem for r in rs} for s, rs in by.items()}
+    assert sum(map(len, problems.values())) == len(a)  # pairwise disjoint, no duplicates
+    for split, counts in (("test", [3, 4, 2]), ("validation", [1, 2, 1])):
+        for d in (4, 5, 6):
+            mags = [r.metadata["magnitude"] for r in by[split] if r.difficulty == d]
+            got = [sum(lo <= m <= hi for m in mags) for lo, hi in BANDS]
+            assert got == counts, (split, d, got)
+    for r in by["test"]:  # the magnitude is the largest |running result| of the chain
+        chain = arithmetic.parse_chain(r.problem)
+        assert r.metadata["magnitude"] == max(abs(v) for v in chain.values())
+        assert r.answer == str(chain.values()[-1])
+    assert sorted({r.difficulty for r in by["train"]}) == list(range(1, 7))
+    # More training problems never move the held-out sets.
+    more = arithmetic.make_records(0, 400, 1, 6, (4, 6), BANDS, [3, 4, 2], [1, 2, 1])
+    assert [r for r in more if r.split != "train"] == by["test"] + by["validation"]
     held = {r.problem for r in a}
-    pre = arithmetic.pretraining_texts(0, 2000, held)
+    pre = arithmetic.pretraining_texts(0, 2000, held, 1, 6)
     assert not {p for p, _ in pre} & held
+    assert {len(arithmetic.parse_chain(p).ops) for p, _ in pre} == set(range(1, 7))
+
+
+def test_arithmetic_bad_ranges_are_one_clear_error(monkeypatch):
+    monkeypatch.setattr(arithmetic, "MAX_TRIES", 1000)
+    with pytest.raises(ValueError, match="bad difficulty"):
+        arithmetic.make_records(0, 10, 1, 6, (6, 4), BANDS, [1, 1, 1])
+    with pytest.raises(ValueError, match="bad magnitude bands"):
+        arithmetic.make_records(0, 10, 1, 6, (4, 6), BANDS, [1, 1])
+    with pytest.raises(ValueError, match="widen the band"):  # 1 op: at most 9 * 9 = 81
+        arithmetic.make_records(0, 10, 1, 1, (1, 1), [[1000, 2000]], [1])
 
 
 @pytest.mark.data
@@ -133,3 +161,18 @@ def test_cli_prepare_omni_writes_2000_821(omni_path, tmp_path):
     assert len(test) == 821 and set(test["data_source"]) == {"omni_math_rule"}
     man = json.loads((out / "manifest.json").read_text())
     assert man["splits"]["test"]["count"] == 821 and len(man["splits"]["test"]["ids_sha256"]) == 64
+
+
+def test_probes_read_the_split_the_config_names():
+    from rlboundary.trainer.probe_runner import load_dataset
+
+    spec = {"name": "arithmetic", "seed": 0, "n_train": 30, "min_ops": 1, "max_ops": 6,
+            "test_ops": [4, 6], "bands": BANDS, "test_per_band": [2, 1, 1],
+            "val_per_band": [1, 1, 0]}
+    _, test = load_dataset("arithmetic", {**spec, "probe_split": "test"}, ".", None)
+    _, val = load_dataset("arithmetic", {**spec, "probe_split": "validation"}, ".", None)
+    assert len(test) == 12 and len(val) == 6
+    assert {r.split for r in test} == {"test"} and {r.split for r in val} == {"validation"}
+    assert [r.id for r in val] == sorted(r.id for r in val)
+    with pytest.raises(ValueError, match="no 'train2' problems"):
+        load_dataset("arithmetic", {**spec, "probe_split": "train2"}, ".", None)

@@ -47,9 +47,15 @@ def test_each_algorithm_trains_three_steps(trained_base, tmp_path, algorithm, ex
     assert sorted(lines) == [1, 2, 3]
     for row in lines.values():
         assert 0.0 <= row["train/score"] <= 1.0
-        # The reward is the score, less DAPO's overlong penalty (at most penalty_factor 1.0).
+        # The reward is the score less DAPO's overlong penalty f(L) = max(0, L - (48 - 16)) / 16
+        # (response_length 48, buffer 16, factor 1): f is convex and rising, so the batch's mean
+        # penalty lies in [f(mean L), f(max L)]. The reward is a float32 mean, the score a
+        # float64 one: 1e-5 absorbs the rounding, far below the smallest penalty (1/16 / 16).
         if algorithm == "dapo":
-            assert row["train/score"] - 1.0 <= row["train/reward"] <= row["train/score"]
+            pen = lambda length: max(0.0, length - (48 - 16)) / 16  # noqa: E731
+            assert (row["train/score"] - pen(row["response_length/max"]) - 1e-5
+                    <= row["train/reward"]
+                    <= row["train/score"] - pen(row["response_length/mean"]) + 1e-5)
         else:
             assert row["train/reward"] == pytest.approx(row["train/score"])
         assert row["timing_s/step"] > 0 and "actor/pg_loss" in row and "actor/kl" in row

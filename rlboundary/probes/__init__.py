@@ -19,7 +19,7 @@ See each module's docstring for why it exists and where it differs from arXiv 25
 
 from .ledger import CATEGORIES, coverage, ledger_categories, transitions, transitions_shared
 from .passk import (DeltaSE, adaptive_target, bootstrap_ci, crossover_k, delta_se, k_max,
-                    paired_diff_ci, pass_at_k, pass_at_k_curve, per_problem)
+                    mean_band, paired_diff_ci, pass_at_k, pass_at_k_curve, per_problem)
 from .adaptive import fit_prior, freeze, predictive, set_band
 from .stats import (DEFAULT_EDGES, accuracy_bin_keys, accuracy_bin_labels, accuracy_histogram,
                     SUMMARY_QS, entropy_per_problem, grouped_summary, mean_token_entropy,
@@ -39,5 +39,5 @@ __all__ = [
     "run_probes", "token_entropy_from_logits", "transitions", "weighted_mean",
     "SUMMARY_QS", "grouped_summary", "mixture_quantiles", "response_perplexity", "summary_keys",
     "transitions_shared", "adaptive_target", "k_max", "per_problem", "fit_prior", "freeze",
-    "predictive", "set_band",
+    "predictive", "set_band", "mean_band",
 ]

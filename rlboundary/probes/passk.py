@@ -314,6 +314,20 @@ def _band(per_problem: np.ndarray, n_boot: int, seed: int, alpha: float, method:
     return _percentile_band(per_problem, n_boot, seed, alpha)
 
 
+def mean_band(values, alpha: float = 0.05) -> tuple[float, float, float]:
+    """Mean of ``values (m,)`` with its Student-t band at level 1 - alpha: (mean, lo, hi).
+
+    For summaries over independent repeats, e.g. one number per training seed: the band is
+    mean +- t_{m-1, 1-alpha/2} * s / sqrt(m) (`_t_band`), not clipped. NaN band for m < 2;
+    raises ``ValueError`` on a NaN or infinite value.
+    """
+    v = np.asarray(values, dtype=np.float64).reshape(-1, 1)
+    if not np.isfinite(v).all():
+        raise ValueError("mean_band: values must be finite")
+    mean, lo, hi = _band(v, 1, 0, alpha, "t")
+    return float(mean[0]), float(lo[0]), float(hi[0])
+
+
 def bootstrap_ci(n, c, ks, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05,
                  method: str = "t", n_target=None):
     """Band for mean pass@k over problems (the name predates the t default; kept for callers).

@@ -24,6 +24,7 @@ from rlboundary.report import compare_plots as plots
 from rlboundary.report.plots import save
 from rlboundary.report.html import CSS, _figure_html, _fmt, _slug
 from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run
+from rlboundary.report.seeds import seed_groups, seed_lines, seed_table
 from rlboundary.report.study import LEDGER_LABELS, versus_base
 
 BASE = "base model"
@@ -173,10 +174,37 @@ def _base_curve(datas: dict[str, RunData], dataset: str, ks: list[int]) -> pd.Da
     return curve(next(iter(datas.values())).table(dataset, 0), ks)
 
 
-def dataset_section(datas: dict[str, RunData], dataset: str, out: Path) -> str:
+def seeds_html(table: pd.DataFrame) -> str:
+    """The across-seed table (``seeds.seed_table``) as HTML; empty when there is none."""
+    if table.empty:
+        return ""
+    k = table.attrs["k"]
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (
+        "runs (all but seed)", "seeds", "diff@1 mean [95% over seeds]", f"diff@{k} mean "
+        "[95% over seeds]", f"diff@{k} per seed", f"seeds with diff@{k} CI < 0",
+        "seeds with diff@1 CI > 0"))
+    body = "".join(
+        f"<tr><td class=l>{html.escape(str(r['group']))}</td><td>{int(r['seeds'])}</td>"
+        f"<td>{_band_cell(r, 'diff@1', True)}</td><td>{_band_cell(r, f'diff@{k}', True)}</td>"
+        f"<td>{r[f'diff@{k}_min']:+.3f} .. {r[f'diff@{k}_max']:+.3f}</td>"
+        f"<td>{int(r[f'diff@{k}_below'])}</td><td>{int(r['diff@1_above'])}</td></tr>"
+        for _, r in table.iterrows())
+    return ("<h3>Across training seeds</h3><p class='meta'>runs whose sweep overrides differ "
+            "only in seed; the interval is a Student-t 95% band over seeds (training noise "
+            "included), the counts use each seed's own paired interval over problems.</p>"
+            f"<table><tr>{head}</tr>{body}</table>")
+
+
+def dataset_section(datas: dict[str, RunData], dataset: str, out: Path,
+                    groups: dict[str, list[str]] | None = None) -> tuple[str, list[str]]:
+    """(the dataset's HTML section, the across-seed lines); writes ``<dataset>_compare.csv``
+    and, when runs differ only in seed, ``<dataset>_seeds.csv``."""
     df = compare_table(datas, dataset)
     k = df.attrs["k"]
     df.to_csv(out / f"{_slug(dataset)}_compare.csv", index=False)
+    seeds = seed_table(df, groups or {})
+    if not seeds.empty:
+        seeds.to_csv(out / f"{_slug(dataset)}_seeds.csv", index=False)
     ks = k_grid(k)
     last = {label: curve(d.table(dataset, d.steps(dataset)[-1]), ks) for label, d in datas.items()}
     figs = [
@@ -195,19 +223,29 @@ def dataset_section(datas: dict[str, RunData], dataset: str, out: Path) -> str:
                  for i, (fig, cap) in enumerate(figs)]
     return (f"<h2>{html.escape(dataset)}</h2><p class='meta'>{len(datas)} runs, "
             f"{df.attrs['problems']} problems, k_max = {k}</p>"
-            f"{table_html(df)}{''.join(html_figs)}")
+            f"{table_html(df)}{seeds_html(seeds)}{''.join(html_figs)}",
+            [f"{dataset}: {line}" for line in seed_lines(seeds)])
 
 
 def write_compare(paths: list[str | Path], out_dir: str | Path | None = None) -> Path:
     """Write the comparison page (``index.html`` + PNGs + one CSV per dataset); return its path.
 
-    ``out_dir`` defaults to ``<first path>/compare``. Raises ``UserError`` when fewer than one
-    run is found or the runs were not probed against the same base model.
+    ``out_dir`` defaults to ``<first path>/compare``. Runs that differ only in seed are also
+    summarised across seeds (``report/seeds.py``; ``seeds.txt`` holds those lines, which the
+    CLI prints). Raises ``UserError`` when fewer than one run is found or the runs were not
+    probed against the same base model.
     """
     runs, datas, datasets = load_runs(paths)
     out = Path(out_dir) if out_dir else Path(paths[0]) / "compare"
     out.mkdir(parents=True, exist_ok=True)
-    sections = [dataset_section(datas, ds, out) for ds in datasets]
+    groups = seed_groups(runs)
+    parts = [dataset_section(datas, ds, out, groups) for ds in datasets]
+    sections = [html_part for html_part, _ in parts]
+    lines = [line for _, part_lines in parts for line in part_lines]
+    if lines:
+        write_text(str(out / "seeds.txt"), "\n".join(lines) + "\n")
+    elif (out / "seeds.txt").exists():
+        (out / "seeds.txt").unlink()
     rows = "".join(f"<tr><td class=l>{html.escape(label)}</td><td class=l>{html.escape(str(p))}"
                    "</td></tr>" for label, p in runs.items())
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")

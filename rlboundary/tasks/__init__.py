@@ -39,9 +39,10 @@ def _load_math500(source=None, cache_dir=".", **_):
     return math_datasets.load_math500(path)
 
 
-def _load_arithmetic(seed=0, n_train=2000, n_test_per_difficulty=20, min_ops=1, max_ops=6,
-                     **_):
-    return arithmetic.make_records(seed, n_train, n_test_per_difficulty, min_ops, max_ops)
+def _load_arithmetic(seed, n_train, min_ops, max_ops, test_ops, bands, test_per_band,
+                     val_per_band=(), **_):
+    return arithmetic.make_records(seed, n_train, min_ops, max_ops, test_ops, bands,
+                                   test_per_band, val_per_band)
 
 
 TASKS.register("omni_math_rule")(Task("omni_math_rule", _load_omni, "r1_base"))

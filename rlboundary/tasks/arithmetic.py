@@ -1,15 +1,53 @@
 """Synthetic arithmetic chains: the embedded default task that a tiny model can learn on a CPU.
 
-A problem is a chain of 1 to 6 operations over integers 1..9, evaluated LEFT TO RIGHT (no operator
-precedence), e.g. ``4+7*3-2`` = ((4+7)*3)-2 = 31. Difficulty = number of operations.
+A problem is a chain of operations over integers 1..9, evaluated LEFT TO RIGHT (no operator
+precedence), e.g. ``4+7*3-2`` = ((4+7)*3)-2 = 31. Difficulty = number of operations; magnitude =
+the largest absolute running result (31 here), i.e. how many digits the steps must carry.
 
 The reference answer is a compact step-by-step trace in the study's tag format:
 ``<think>4+7=11 11*3=33 33-2=31</think><answer>31</answer>``
 
 Why noisy pre-training traces: the study's finding needs a base model with broad but unreliable
-support (low pass@1, high pass@256). We pre-train on a mixture of clean traces, traces with one
-wrong step that later steps faithfully follow, direct answers with no steps, and steps with the
-operands of + and * swapped. RL can then sharpen the clean mode.
+support (low pass@1, pass@256 well above it). We pre-train on a mixture of clean traces, traces
+with one wrong step that later steps faithfully follow, direct answers with no steps, and steps
+with the operands of + and * swapped. RL can then sharpen the clean mode.
+
+The held-out sets (``conf/data/arithmetic.yaml``): chains of 4 to 6 operations, stratified by
+magnitude into three bands, each with its own role in the study's measurement:
+
+- two digits (magnitude <= 99, 35% of the set): the base's reliable regime (pass@1 ~0.33,
+  every problem solved within 256 samples). pass@1 rises here under RL.
+- 100..199 (40%): the base is right only now and then (pass@1 ~0.05, pass@256 ~0.94):
+  three-digit products are at the edge of a 108k-parameter model, and right answers often come
+  from its noisy modes. RL sharpens onto the dominant, often wrong, mode and loses a quarter of
+  these: the band where the reasoning boundary moves.
+- five digits and more (>= 10,000, 25%): beyond the base (pass@256 ~0.0-0.03) and beyond RL;
+  the problems "neither" solves, which give the set the study's profile (its base: pass@1 10.2,
+  pass@256 69.1 on Omni-MATH-Rule) instead of a ceiling at pass@256 ~1.
+
+Magnitudes 200..9,999 are left out on purpose. There both the base and the RL model sit at
+success rates near 1/256, so whether a problem counts as solved flips from one draw of 256
+samples to the next whichever model samples it: noise in the ledger, not RL's effect. The
+earlier set (20 problems per difficulty 1..6, any magnitude) had the opposite flaw: the base
+solved 117 of 120 at k=256, so the result rode on 3-6 problems.
+
+How the design was chosen, on the validation split (``data.probe_split=validation``, drawn
+like the test set), with the demo's GRPO run at step 100 (each line a fresh base build):
+- chains of 7-8 operations (beyond pre-training) as the hard part: RL learnt them when
+  trained on them (19 of 300 "RL only"), else left them at the 1/256 edge (churn);
+- magnitude bands <100 / 100-999 / >=10^4 at actor lr 2e-4: diff@1 +0.050 [+0.037, +0.063],
+  diff@256 -0.047 [-0.080, -0.014], RL only 6 of 300; at lr 4e-4 (the default since): +0.047
+  [+0.031, +0.063], -0.110 [-0.150, -0.070], RL only 4, of which the 200-999 part gave most
+  of the churn (4 gained, 15 lost of 74) and 100-199 none (15 lost of 61);
+- bands <100 / 100-199 / >=10^4 at 20/50/30%: diff@1 +0.018 [+0.003, +0.033] (RL's pass@1
+  gain comes from the two-digit band; 100-199 loses 37 of 150 problems), diff@256 -0.123
+  [-0.163, -0.084], RL only 2 of 300; reweighted to the 35/40/25% mix: diff@1 +0.035 +- 0.023,
+  diff@256 -0.105 +- 0.035, RL only 0.5%. That mix is the default;
+- with that mix and another base build, RL learnt more of the 100-199 band and the loss at
+  k=256 was smaller: step 100 diff@256 -0.040 [-0.062, -0.018], step 150 -0.070 [-0.100,
+  -0.040], step 200 -0.067 [-0.095, -0.038], RL only 0 or 1 of 300, so the demo trains 200
+  steps (the base differs between CPUs' float paths just as between these builds).
+The test split gives the final numbers only (README).
 
 Two correctness levels: the final answer (what the verifier rewards), and whole-trace validity
 (every step's arithmetic right and each step chaining from the previous result), the automated
@@ -20,6 +58,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rlboundary.tasks.schema import Record, text_hash
@@ -120,18 +159,39 @@ def trace_valid(problem: str, completion: str) -> bool:
     return answer[-1].strip() == str(acc)
 
 
-def make_records(seed: int, n_train: int, n_test_per_difficulty: int, min_ops: int = 1,
-                 max_ops: int = 6) -> list[Record]:
-    """Deterministic train/test problems; test problems are distinct from train ones.
+def magnitude(chain: Chain) -> int:
+    """The largest absolute running result of a chain: how many digits its steps must carry."""
+    return max(abs(v) for v in chain.values())
 
-    Difficulty 1 has only 243 distinct problems, so the per-difficulty test count is capped at
-    half of what exists there.
+
+def make_records(seed: int, n_train: int, min_ops: int, max_ops: int, test_ops: Sequence[int],
+                 bands: Sequence[Sequence[int]], test_per_band: Sequence[int],
+                 val_per_band: Sequence[int] = ()) -> list[Record]:
+    """Deterministic train, validation and test problems, pairwise distinct.
+
+    Train: ``n_train`` chains spread evenly over ``min_ops..max_ops`` operations, drawn
+    uniformly (every magnitude). Held-out sets are stratified: for every difficulty in
+    ``test_ops`` (inclusive bounds) and every magnitude band ``bands[b] = [lo, hi]``
+    (inclusive bounds on :func:`magnitude`), ``test_per_band[b]`` test and
+    ``val_per_band[b]`` validation chains (empty: no validation split). Held-out sets are
+    drawn first, so more training problems never move them. Raises ``ValueError`` for an
+    empty or inverted range, or per-band counts that do not match the bands.
     """
+    lo, hi = int(test_ops[0]), int(test_ops[1])
+    if not 1 <= min_ops <= max_ops or not 1 <= lo <= hi:
+        raise ValueError(f"bad difficulty ranges: train {min_ops}..{max_ops}, test {lo}..{hi}")
+    val_per_band = list(val_per_band) or [0] * len(bands)
+    if not len(bands) == len(test_per_band) == len(val_per_band) or any(
+            not 0 <= b[0] <= b[1] for b in bands):
+        raise ValueError(f"bad magnitude bands {bands} for counts {test_per_band} / "
+                         f"{val_per_band}")
     rng = random.Random(seed)
     seen: set[str] = set()
     records: list[Record] = []
-    for d in range(min_ops, max_ops + 1):
-        records += _draw(rng, d, min(n_test_per_difficulty, distinct(d) // 2), "test", seen)
+    for split, counts in (("test", test_per_band), ("validation", val_per_band)):
+        for d in range(lo, hi + 1):
+            for band, k in zip(bands, counts):
+                records += _draw(rng, d, k, split, seen, (int(band[0]), int(band[1])))
     per_d = [n_train // (max_ops - min_ops + 1)] * (max_ops - min_ops + 1)
     per_d[-1] += n_train - sum(per_d)
     for d, k in zip(range(min_ops, max_ops + 1), per_d):
@@ -145,24 +205,34 @@ def distinct(d: int) -> int:
     return 9 ** (d + 1) * 3**d
 
 
-def _draw(rng: random.Random, d: int, k: int, split: str, seen: set[str]) -> list[Record]:
-    out = []
+#: draws tried for one held-out problem before a band is declared (nearly) empty
+MAX_TRIES = 1_000_000
+
+
+def _draw(rng: random.Random, d: int, k: int, split: str, seen: set[str],
+          band: tuple[int, int] | None = None) -> list[Record]:
+    out, tries = [], 0
     while len(out) < k:
         chain = random_chain(rng, d)
-        if chain.text in seen:
+        tries += 1
+        if tries > MAX_TRIES * max(1, k):
+            raise ValueError(f"difficulty {d}: found {len(out)} of {k} chains with magnitude "
+                             f"in {band} after {tries} draws; widen the band")
+        if chain.text in seen or (band and not band[0] <= magnitude(chain) <= band[1]):
             continue
         seen.add(chain.text)
         out.append(Record(
             id=f"arith-{d}-{text_hash(chain.text, 10)}", problem=chain.text,
             answer=str(chain.values()[-1]), split=split, difficulty=float(d),
             domain="arithmetic", source="synthetic",
-            metadata={"solution": format_solution(clean_steps(chain), chain.values()[-1])},
+            metadata={"solution": format_solution(clean_steps(chain), chain.values()[-1]),
+                      "magnitude": magnitude(chain)},
         ))
     return out
 
 
-def pretraining_texts(seed: int, count: int, exclude: set[str], min_ops: int = 1,
-                      max_ops: int = 6, **noise) -> list[tuple[str, str]]:
+def pretraining_texts(seed: int, count: int, exclude: set[str], min_ops: int, max_ops: int,
+                      **noise) -> list[tuple[str, str]]:
     """(prompt problem, noisy completion) pairs whose problems avoid `exclude` (held-out sets)."""
     rng = random.Random(seed)
     out = []

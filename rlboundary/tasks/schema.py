@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "validation", "test")
 
 
 class BadRecord(ValueError):

@@ -150,7 +150,7 @@ def build_base(cfg: dict[str, Any], cache_dir: str, force: bool = False,
     task = TASKS.get(task_cfg.pop("name"))
     held = {r.problem for r in task.load(**task_cfg)}
     pairs = arithmetic.pretraining_texts(pre["seed"], pre["steps"] * pre["batch_size"], held,
-                                         **cfg["noise"])
+                                         pre["min_ops"], pre["max_ops"], **cfg["noise"])
     losses = pretrain(model, tokenizer, pairs, task.template, pre["steps"],
                       pre["batch_size"], pre["lr"], pre["warmup_steps"], pre["weight_decay"],
                       progress)

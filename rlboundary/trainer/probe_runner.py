@@ -52,11 +52,15 @@ class ProvenanceMismatch(UserError):
 
 def load_dataset(name: str, spec: Mapping, cache_dir: str, limit: int | None
                  ) -> tuple[Task, list[Record]]:
-    """A dataset's test split, in id order, truncated to `limit` problems."""
+    """A dataset's held-out split (``spec["probe_split"]`` where the dataset has several, else
+    test), in id order, truncated to `limit` problems."""
     spec = dict(spec)
     task = TASKS.get(spec.pop("name", name))
-    records = sorted((r for r in task.load(cache_dir=cache_dir, **spec) if r.split == "test"),
+    split = spec.pop("probe_split", "test")
+    records = sorted((r for r in task.load(cache_dir=cache_dir, **spec) if r.split == split),
                      key=lambda r: r.id)
+    if not records:
+        raise ValueError(f"{name}: no {split!r} problems to probe (data.probe_split)")
     return task, records[:limit] if limit else records
 
 
@@ -100,7 +104,7 @@ def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
     todo = [i for i in range(len(chunks)) if i not in store.finished_chunks()]
     save = _save_samples(cfg, len(records))
     job = dict(task=task.name, n=int(cfg["n"]), sampling=dict(cfg["sampling"]),
-               seed=int(cfg["seed"]), has_trace=task.trace_check is not None)
+               seed=int(cfg["probe"]["seed"]), has_trace=task.trace_check is not None)
     worker_kw = dict(policy_path=model_path, base_path=cfg["base_path"],
                      sampler=dict(cfg["sampler"]), post=cfg["probe"].get("post", "auto"))
     adaptive = adaptive_probe.settings(cfg["probe"])

@@ -88,7 +88,7 @@ def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task)
     return {**({"adaptive": adaptive} if adaptive else {}), "format": FORMAT, "model_sha": checkpoint_hash(model_path),
             "base_sha": checkpoint_hash(cfg["base_path"]), "task": task.name,
             "data_sha": data_hash(records), "problems": len(records), "n": int(cfg["n"]),
-            "seed": int(cfg["seed"]), "sampling": dict(cfg["sampling"]), "sampler": sampler,
+            "seed": int(cfg["probe"]["seed"]), "sampling": dict(cfg["sampling"]), "sampler": sampler,
             "verifier": verifier_version(), "checkpoint": os.path.abspath(model_path)}
 
 

@@ -42,7 +42,7 @@ def matched_temperature(cfg: Mapping, model_path: str, prompts: list[str]) -> di
     "matched_entropy", "trace"}``. Raises ``ValueError`` when the target lies outside the base's
     entropies over ``temperature_control.bracket``."""
     ctl, samp = cfg["temperature_control"], cfg["sampling"]
-    settings = {"n": ctl["n"], "top_p": samp["top_p"], "seed": cfg["seed"],
+    settings = {"n": ctl["n"], "top_p": samp["top_p"], "seed": cfg["probe"]["seed"],
                 "max_new_tokens": samp["max_new_tokens"]}
     t0 = float(samp["temperature"])
     spec = dict(cfg["sampler"])   # make_sampler ignores the config's own `name` key
