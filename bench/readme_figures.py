@@ -7,8 +7,9 @@ the base build is timed too) and the benches, keeps what they measured in `docs/
 stored figures, so `--parts bench` refreshes the bench table alone.
 
 Run from the repository root, on the machine the README describes (nothing else running):
-`python bench/readme_figures.py [--parts demo,bench,train] [--render-only]`. About 12 minutes on
-2 cores for all parts.
+`python bench/readme_figures.py [--parts demo,seeds,bench,train] [--render-only]`. The demo
+takes about 8 minutes on 2 cores; the seeds part trains two sweeps (about 1.5 hours), or reads
+finished ones: `--parts seeds --sweeps runs/sweeps/grpo_seeds,runs/sweeps/six_algorithms_seeds`.
 """
 
 from __future__ import annotations
@@ -110,23 +111,30 @@ def demo_figures(run_dir: str, cache: str) -> dict:
             "base_pass16": probes[0]["pass@16"], "base_valid1": probes[0]["valid_pass@1"]}
 
 
-def measure_seeds() -> dict:
-    """Each seed sweep of :data:`SEED_SWEEPS` in a temporary folder (the base from the usual
-    cache), then `report --compare`: its across-seed rows and its wall time."""
+def measure_seeds(sweep_dirs: list[str] | None = None) -> dict:
+    """Each seed sweep of :data:`SEED_SWEEPS`, then `report --compare` on it: its across-seed
+    rows and the summed wall time of its jobs. ``sweep_dirs``: finished sweeps of those
+    recipes (folders named after them) to read instead of training them again here (the
+    second sweep alone takes about an hour on 2 cores)."""
     import pandas as pd
 
     out = {}
     exe = os.path.join(os.path.dirname(sys.executable), "rlboundary")
+    given = {Path(d).name: d for d in sweep_dirs or []}
     with tempfile.TemporaryDirectory(prefix="rlb-seeds-") as tmp:
         for recipe, name in SEED_SWEEPS:
-            sweep = os.path.join(tmp, name)
-            t0 = time.perf_counter()
-            subprocess.run([exe, "train", "-m", "--recipe", recipe, f"hydra.sweep.dir={sweep}",
-                            "trainer.logger=[console]"], cwd=ROOT, check=True)
-            wall = time.perf_counter() - t0
+            if sweep_dirs is not None and name not in given:
+                continue
+            sweep = given.get(name) or os.path.join(tmp, name)
+            if name not in given:
+                subprocess.run([exe, "train", "-m", "--recipe", recipe,
+                                f"hydra.sweep.dir={sweep}", "trainer.logger=[console]"],
+                               cwd=ROOT, check=True)
             subprocess.run([exe, "report", "--compare", sweep], cwd=ROOT, check=True)
             rows = pd.read_csv(Path(sweep, "compare", "arithmetic_seeds.csv"))
-            out[name] = {"wall_s": wall, "rows": rows.to_dict("records")}
+            jobs = [json.loads(p.read_text()) for p in Path(sweep).glob("*/job.json")]
+            out[name] = {"wall_s": sum(j.get("seconds", 0.0) for j in jobs),
+                         "rows": rows.to_dict("records")}
     return out
 
 
@@ -261,13 +269,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {PARTS}")
     ap.add_argument("--render-only", action="store_true", help="rewrite from docs/figures.json")
+    ap.add_argument("--sweeps", help="seeds part: comma list of finished sweep folders to read "
+                    "instead of training (e.g. runs/sweeps/grpo_seeds)")
     args = ap.parse_args(argv)
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {"machine": {}}
     if not args.render_only:
         for part in args.parts.split(","):
             if part not in PARTS:
                 raise SystemExit(f"unknown part {part!r}; choose from {PARTS}")
-            figures[part] = globals()[f"measure_{part}"]()
+            if part == "seeds" and args.sweeps:  # add to (or refresh) the stored sweeps
+                figures[part] = {**figures.get(part, {}),
+                                 **measure_seeds(args.sweeps.split(","))}
+            else:
+                figures[part] = globals()[f"measure_{part}"]()
             figures["machine"][part] = machine()
             write_text(str(FIGURES), json.dumps(figures, indent=1) + "\n")
     write_text(str(README), rewrite(README.read_text(), figures))

@@ -354,7 +354,8 @@ def _seed_sweep(root: Path) -> dict[str, Path]:
         if runs:
             base = next(iter(runs.values())) / "probes" / "arith" / "step_00000000.parquet"
             (run / "probes" / "arith" / base.name).write_bytes(base.read_bytes())
-        overrides = [algo] + ([f"seed={seed}"] if algo != "algorithm=ppo" else [])
+        overrides = ["progress=false", algo] + ([f"seed={seed}"] if algo != "algorithm=ppo"
+                                                  else [])  # shared keys do not name groups
         (run / "job.json").write_text(json.dumps({"job": i, "name": name,
                                                   "overrides": overrides}))
         runs[name] = run

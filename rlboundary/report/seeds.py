@@ -34,27 +34,31 @@ def _overrides(run: Path) -> list[str] | None:
         return None
 
 
-def _split_seed(overrides: list[str]) -> tuple[str, str | None]:
-    """(the overrides without the seed as one key, the seed's value or None)."""
-    rest, seed = [], None
+def _split_seed(overrides: list[str]) -> tuple[frozenset[str], str | None]:
+    """(the overrides without the seed, the seed's value or None)."""
+    rest, seed = set(), None
     for o in overrides:
         key, _, value = o.partition("=")
         if key in SEED_KEYS:
             seed = value
         else:
-            rest.append(o)
-    return ",".join(sorted(rest)), seed
+            rest.add(o)
+    return frozenset(rest), seed
 
 
 def seed_groups(runs: dict[str, Path]) -> dict[str, list[str]]:
-    """{group name: run labels} for runs whose sweep overrides differ only in ``seed``; a
-    group's name is its shared overrides ("defaults" when none). Runs outside a sweep, and
-    sweep runs that set no seed, each form a group of one, named by their label."""
+    """{group name: run labels} for runs whose sweep overrides differ only in ``seed``. A
+    group is named by what sets it apart from the other runs (the overrides not shared by
+    every run; "all runs" when nothing does). Runs outside a sweep, and sweep runs that set
+    no seed, each form a group of one, named by their label."""
+    split = {label: _split_seed(over) for label, run in runs.items()
+             if (over := _overrides(run)) is not None}
+    seeded = [rest for rest, seed in split.values() if seed is not None]
+    common = frozenset.intersection(*seeded) if seeded else frozenset()
     groups: dict[str, list[str]] = {}
-    for label, run in runs.items():
-        over = _overrides(run)
-        key, seed = _split_seed(over) if over is not None else (None, None)
-        name = (key or "defaults") if seed is not None else label
+    for label in runs:
+        rest, seed = split.get(label, (frozenset(), None))
+        name = (",".join(sorted(rest - common)) or "all runs") if seed is not None else label
         groups.setdefault(name, []).append(label)
     return groups
 
