@@ -401,3 +401,14 @@ def test_compare_groups_runs_that_differ_only_in_seed(tmp_path):
     lines = (index.parent / "seeds.txt").read_text().splitlines()
     assert len(lines) == 2 and lines[0].startswith("arith: algorithm=grpo: 3 seeds, diff@1 ")
     assert len(pd.read_csv(index.parent / "arith_seeds.csv")) == 2
+
+
+def test_report_compare_prints_the_seed_groups(tmp_path, capsys):
+    from rlboundary.cli import main
+
+    _seed_sweep(tmp_path / "sweep")
+    assert main(["report", "--compare", str(tmp_path / "sweep")]) in (0, None)
+    out = capsys.readouterr().out
+    assert "across training seeds" in out
+    assert "arith: algorithm=grpo: 3 seeds" in out and "arith: algorithm=rloo: 2 seeds" in out
+    assert "algorithm=ppo" not in out.split("across training seeds", 1)[1]  # one run: no group
