@@ -45,7 +45,7 @@ def newest_checkpoint(root: str = "runs/arithmetic/checkpoints") -> str | None:
 def fresh_cache(tmp: str) -> str:
     """A cache with no stored probes (so both probes are timed, never "cached") that shares
     the user's built base models (no 2-minute rebuild)."""
-    from rlboundary.cli import compose
+    from rlboundary.commands import compose
 
     cache = os.path.join(tmp, "cache")
     os.makedirs(cache)

@@ -14,11 +14,11 @@ import json
 import os
 import tempfile
 
-from rlboundary.cli import compose, plain
+from rlboundary.commands import compose, plain
+from rlboundary.samplers import make_sampler
+from rlboundary.samplers.rollout import accuracy_by_difficulty, sample_and_score
 from rlboundary.tasks import TASKS
 from rlboundary.trainer.base_model import build_base
-from rlboundary.trainer.rollout import accuracy_by_difficulty, sample_and_score
-from rlboundary.trainer.samplers import make_sampler
 
 
 def main() -> None:

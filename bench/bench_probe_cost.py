@@ -44,14 +44,14 @@ def main(argv=None) -> None:
 
     from transformers import AutoModelForCausalLM
 
-    from rlboundary.cli import compose, plain
+    from rlboundary.commands import compose, plain
+    from rlboundary.probing.inputs import load_dataset
+    from rlboundary.probing.rows import aggregate
+    from rlboundary.samplers import make_sampler
+    from rlboundary.samplers.rollout import score_samples
+    from rlboundary.samplers.scoring import score_nll
     from rlboundary.tasks.prompts import render
     from rlboundary.trainer.base_model import build_base
-    from rlboundary.trainer.probe_rows import aggregate
-    from rlboundary.trainer.probe_runner import load_dataset
-    from rlboundary.trainer.rollout import score_samples
-    from rlboundary.trainer.samplers import make_sampler
-    from rlboundary.trainer.scoring import score_nll
 
     cfg = compose([])
     path = build_base(plain(cfg.base), cfg.cache_dir)
@@ -114,7 +114,7 @@ def _pipelined(base: str, task, test, a, s) -> dict[str, list[float]]:
     import shutil
     import tempfile
 
-    from rlboundary.trainer.fanout import ChunkWorker
+    from rlboundary.probing.fanout import ChunkWorker
 
     job = dict(task=task.name, n=a.n, seed=0, has_trace=task.trace_check is not None,
                sampling={"max_new_tokens": int(s.max_new_tokens),

@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rlboundary.fileio import write_text
-from rlboundary.trainer.samplers.hf import HFSampler, _left_pad
-from rlboundary.trainer.scoring import encode_prompts
+from rlboundary.samplers.hf import HFSampler
+from rlboundary.samplers.tokens import encode_prompts, left_pad
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<think>", "</think>", "<answer>", "</answer>"]
 CHARS = list(string.digits + "+-*= ") + list("abcdefghijklmnopqrst")
@@ -66,10 +66,10 @@ def tiny_base(k: int):
     over difficulties."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rlboundary.cli import compose, plain
+    from rlboundary.commands import compose, plain
+    from rlboundary.probing.inputs import load_dataset
     from rlboundary.tasks.prompts import render
     from rlboundary.trainer.base_model import build_base
-    from rlboundary.trainer.probe_runner import load_dataset
 
     cfg = compose([])
     path = build_base(plain(cfg.base), cfg.cache_dir)
@@ -95,7 +95,7 @@ def run_generate(model, tok, prompts, a) -> tuple[float, int]:
     from transformers import GenerationConfig
 
     eos = None if a.eos == "off" else tok.eos_token_id
-    ids, mask = _left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
+    ids, mask = left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
     gc = GenerationConfig(do_sample=True, max_new_tokens=a.max_new_tokens,
                           temperature=a.temperature, top_p=a.top_p, top_k=0,
                           num_return_sequences=a.n, pad_token_id=tok.pad_token_id,

@@ -17,6 +17,7 @@ Run from the repository root: `python bench/bench_trl.py [--steps 8] [--threads 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -27,13 +28,13 @@ PROMPTS, N, MAX_NEW, UPDATE = 32, 8, 56, 128
 
 
 def base_model() -> str:
-    from rlboundary.cli import build_base, compose
+    from rlboundary.commands import build_base, compose
 
     return build_base(compose(["progress=false"]), {})
 
 
 def task_rows():
-    from rlboundary.cli import compose, plain
+    from rlboundary.commands import compose, plain
     from rlboundary.tasks import TASKS
 
     cfg = compose([])
@@ -100,7 +101,7 @@ def run_trl(steps: int, threads: int) -> list[float]:
         start = time.perf_counter()
         trainer.train()
     marks = [start] + ends
-    per_update = [b - a for a, b in zip(marks, marks[1:])]
+    per_update = [b - a for a, b in itertools.pairwise(marks)]
     return [per_update[i] + per_update[i + 1] for i in range(0, len(per_update) - 1, 2)]
 
 
@@ -118,7 +119,7 @@ def main() -> None:
     trl = run_trl(args.steps, args.threads)
     local = run_local(args.steps, args.threads, bypass=False)
     bypass = run_local(args.steps, args.threads, bypass=True)
-    med = lambda xs: statistics.median(xs[2:])  # noqa: E731
+    med = lambda xs: statistics.median(xs[2:])
     print(f"\nGRPO, {PROMPTS} prompts x {N} samples, <= {MAX_NEW} new tokens, 2 updates of "
           f"{UPDATE}, fp32, {args.threads} thread(s); seconds per RL step, median of steps "
           f"3..{args.steps}:")

@@ -257,7 +257,7 @@ def rewrite(text: str, figures: dict) -> str:
         part = "demo" if name == "base" else name
         if part not in figures:
             continue
-        pat = re.compile(rf"(<!-- figures:{name} -->\n).*?(\n<!-- /figures:{name} -->)", re.S)
+        pat = re.compile(rf"(<!-- figures:{name} -->\n).*?(\n<!-- /figures:{name} -->)", re.DOTALL)
         if not pat.search(text):
             raise ValueError(f"README.md has no region <!-- figures:{name} -->")
         body = fn(figures, figures["machine"][part])

@@ -9,3 +9,7 @@ from __future__ import annotations
 
 class UserError(Exception):
     """A mistake in settings, paths or inputs; the message says what and how to fix it."""
+
+
+class MissingPath(UserError, FileNotFoundError):
+    """A path the user named does not exist."""

@@ -1,4 +1,4 @@
-"""Atomic file writes with the user's permissions: the one I/O helper tasks/ and trainer/ share.
+"""Atomic file writes with the user's permissions: the one I/O helper every room shares.
 
 Why: a reader (the report, a colleague, a resumed probe) must never see a half-written file, so
 every file is written to a temporary name in its folder and renamed onto its path. The
@@ -10,9 +10,10 @@ the common 022 umask), before the rename.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 
 def current_umask() -> int:
@@ -55,3 +56,8 @@ def write_text(path: str, text: str) -> None:
         with open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
     atomic_write(path, _w)
+
+
+def write_json(path: str, obj) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))

@@ -8,7 +8,7 @@ verl's ``ppo_trainer``) needs that state set aside and put back afterwards.
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 
 @contextlib.contextmanager

@@ -6,7 +6,8 @@ fighting over one name is always a bug), and an unknown name lists the valid cho
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

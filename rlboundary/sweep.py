@@ -25,6 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rlboundary.commands import compose_hydra, run_train, settle, write_report
 from rlboundary.errors import UserError
 from rlboundary.fileio import write_text
 
@@ -46,8 +47,6 @@ def train_job(cfg: DictConfig) -> dict[str, Any]:
     traceback in ``error.txt``) and returned, so the launcher goes on with the next job.
     """
     from hydra.core.hydra_config import HydraConfig
-
-    from rlboundary.cli import run_train, settle, write_report
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -116,8 +115,6 @@ def run_multirun(overrides: list[str], exclude_keys: list[str]) -> int:
     when Hydra rejects the sweep itself (an unknown key or group).
     """
     import hydra
-
-    from rlboundary.cli import compose_hydra
 
     cfg = compose_hydra(overrides, multirun=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))

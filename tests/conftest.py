@@ -76,7 +76,7 @@ def base_overrides() -> list[str]:
 def trained_base(session_cache) -> str:
     """The tiny base pre-trained briefly, built once per session into the session cache: enough
     that RL sees some right answers (held-out pass@1 ~0.02 at T=1)."""
-    from rlboundary.cli import compose, plain
+    from rlboundary.commands import compose, plain
     from rlboundary.trainer.base_model import build_base
 
     return build_base(plain(compose(TEST_BASE).base), session_cache, progress=False)

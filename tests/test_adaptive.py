@@ -12,8 +12,8 @@ import pytest
 
 from rlboundary.probes import adaptive as A
 from rlboundary.probes import pass_at_k, pass_at_k_curve, per_problem, run_probes
-from rlboundary.probes.passk import _matrix
-from rlboundary.trainer.samplers import keyed
+from rlboundary.probes.counts import pass_at_k_matrix
+from rlboundary.samplers import keyed
 
 
 def test_predictive_is_the_unbiased_estimator_when_every_problem_has_all_samples():
@@ -109,7 +109,7 @@ def test_adaptive_curve_stays_near_the_full_curve_of_the_same_samples():
     p = rng.beta(0.5, 0.5, 300)
     m, c, draws = _simulate(p, 128, 16, 0.01, rng)
     ks = np.arange(1, 129)
-    full = _matrix(np.full(300, 128), draws.sum(1), ks).mean(0)
+    full = pass_at_k_matrix(np.full(300, 128), draws.sum(1), ks).mean(0)
     adaptive = pass_at_k_curve(m, c, ks, n_target=np.full(300, 128))
     assert m.sum() < 0.7 * 300 * 128
     assert np.abs(adaptive - full).max() < 0.01
@@ -130,7 +130,7 @@ def test_pass_at_k_probe_reports_adaptive_rows_up_to_n_target():
 
 def test_keyed_uniforms_match_the_integer_reference():
     keys = [5, 2**63 + 11]
-    rows = keyed.row_keys(9, keys, [range(0, 3), range(7, 9)])
+    rows = keyed.row_keys(9, keys, [range(3), range(7, 9)])
     got = keyed.uniforms(rows, 12).tolist()
     want = [keyed.uniforms_int(9, k, j, 12) for k, js in zip(keys, [range(3), range(7, 9)])
             for j in js]
@@ -139,7 +139,7 @@ def test_keyed_uniforms_match_the_integer_reference():
 
 
 def test_keyed_sampling_does_not_depend_on_the_batch(random_tiny_model):
-    from rlboundary.trainer.samplers import make_sampler
+    from rlboundary.samplers import make_sampler
 
     s = make_sampler("hf", random_tiny_model)
     prompts = ["1+2?", "9-4?", "3*3+1?"]
@@ -209,7 +209,7 @@ def test_adaptive_probe_draws_a_prefix_of_the_full_probes_samples(trained_base, 
 
 def test_adaptive_probe_resumes_to_identical_rows(trained_base, sharp, tmp_path, monkeypatch):
     from rlboundary.cli import main
-    from rlboundary.trainer import fanout
+    from rlboundary.probing import fanout
 
     # chunk=1: a round's parts hold 1 * 32 / 8 = 4 problems, so a round has 4 parts
     common = [*QUICK, *ADAPT, "probe.chunk=1", "probe.adaptive_tol=0.2", f"base={trained_base}",

@@ -1,6 +1,6 @@
 """Bands over problems at few problems: coverage simulation and the one-problem case.
 
-The default band (Student-t over problems, rlboundary/probes/passk.py `_t_band`) must hold its
+The default band (Student-t over problems, rlboundary/probes/bands.py `_t_band`) must hold its
 95% level at 10, 30 and 100 problems; one problem must give no band (NaN), not a zero-width one.
 """
 

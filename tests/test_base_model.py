@@ -10,10 +10,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from rlboundary.cli import compose, plain
+from rlboundary.commands import compose, plain
 from rlboundary.tasks import arithmetic
-from rlboundary.trainer.base_model import (build_base, build_tokenizer, config_hash,
-                                           encode_pairs, pack_batch)
+from rlboundary.trainer.base_model import (
+    build_base,
+    build_tokenizer,
+    config_hash,
+    encode_pairs,
+    pack_batch,
+)
 
 
 def test_tokenizer_is_character_level_with_tag_tokens():

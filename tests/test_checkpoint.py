@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from rlboundary.probing.inputs import find_checkpoints
 from rlboundary.trainer.local import checkpoint
-from rlboundary.trainer.probe_runner import find_checkpoints
 
 
 def _hf_files(model_dir: str):

@@ -60,8 +60,8 @@ def test_answer_key_uses_the_verifiers_normalisation():
 
 
 def test_probe_rows_carry_the_diversity_columns():
+    from rlboundary.probing.rows import PROBLEM_COLUMNS, aggregate
     from rlboundary.tasks.schema import Record
-    from rlboundary.trainer.probe_rows import PROBLEM_COLUMNS, aggregate
 
     recs = [Record(id="p0", problem="1+1", answer="2", split="test"),
             Record(id="p1", problem="2+2", answer="4", split="test")]

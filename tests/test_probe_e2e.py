@@ -17,7 +17,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from rlboundary.cli import main
-from rlboundary.trainer.probe_runner import find_checkpoints
+from rlboundary.probing.inputs import find_checkpoints
 
 QUICK = ["progress=false", "probe.limit=24", "probe.chunk=4",
          "sampling.max_new_tokens=64"]
@@ -113,7 +113,7 @@ def test_ray_fanout_gives_the_same_rows_as_one_process(quick_base, tmp_path):
 
 def test_vllm_entropy_is_named_as_a_monte_carlo_estimate(tmp_path):
     """vLLM gives only the sampled tokens' logprobs: the metric must say it is an estimate."""
-    from rlboundary.trainer.probe_runner import _metrics
+    from rlboundary.probing.metrics import probe_metrics
 
     cur = pd.DataFrame({"problem_id": ["a", "b"], "n": [4, 4], "c": [1, 0],
                         "entropy": [0.5, 1.5], "n_tokens": [10, 30]})
@@ -121,7 +121,7 @@ def test_vllm_entropy_is_named_as_a_monte_carlo_estimate(tmp_path):
     for sampler in ("hf", "vllm"):
         cfg = {"probes": {"entropy": {}}, "sampler": {"name": sampler},
                "run_dir": str(tmp_path / sampler)}
-        out[sampler] = _metrics(cfg, "arithmetic", 0, cur, cur)
+        out[sampler] = probe_metrics(cfg, "arithmetic", 0, cur, cur)
     assert out["hf"]["entropy"] == pytest.approx((0.5 * 10 + 1.5 * 30) / 40)
     assert "entropy" not in out["vllm"] and out["vllm"]["entropy_mc"] == out["hf"]["entropy"]
 
@@ -129,11 +129,11 @@ def test_vllm_entropy_is_named_as_a_monte_carlo_estimate(tmp_path):
 def test_the_base_probing_itself_reuses_the_samplers_logprobs(quick_base):
     """Step 0 at T=1, top-p 1: nll_base comes from the sampler's own log-probs (no second
     forward pass) and equals the teacher-forced score of the same tokens."""
-    from rlboundary.cli import compose, plain
+    from rlboundary.commands import compose, plain
+    from rlboundary.probing.fanout import ChunkWorker
+    from rlboundary.probing.inputs import load_dataset
+    from rlboundary.samplers.scoring import score_nll
     from rlboundary.tasks.prompts import render
-    from rlboundary.trainer.fanout import ChunkWorker
-    from rlboundary.trainer.probe_runner import load_dataset
-    from rlboundary.trainer.scoring import score_nll
 
     cfg = plain(compose([]))
     task, recs = load_dataset("arithmetic", cfg["data"], cfg["cache_dir"], 3)
@@ -164,7 +164,7 @@ def test_post_stage_in_a_process_gives_the_threads_rows(quick_base, tmp_path):
 
 
 def test_post_process_reports_the_childs_error(tmp_path):
-    from rlboundary.trainer.post_worker import PostProcess
+    from rlboundary.probing.post_worker import PostProcess
 
     proc = PostProcess(str(tmp_path / "no-such-model"))
     with pytest.raises(RuntimeError, match="post-processing process failed"):

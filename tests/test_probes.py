@@ -13,10 +13,24 @@ import pytest
 
 from rlboundary import probes
 from rlboundary.probes import (
-    PROBES, accuracy_bin_keys, accuracy_bin_labels, accuracy_histogram, bootstrap_ci, coverage,
-    crossover_k, delta_se, entropy_per_problem, ledger_categories, mean_token_entropy,
-    paired_diff_ci, pass_at_k, pass_at_k_curve, perplexity, run_probes,
-    token_entropy_from_logits, transitions,
+    PROBES,
+    accuracy_bin_keys,
+    accuracy_bin_labels,
+    accuracy_histogram,
+    bootstrap_ci,
+    coverage,
+    crossover_k,
+    delta_se,
+    entropy_per_problem,
+    ledger_categories,
+    mean_token_entropy,
+    paired_diff_ci,
+    pass_at_k,
+    pass_at_k_curve,
+    perplexity,
+    run_probes,
+    token_entropy_from_logits,
+    transitions,
 )
 
 CONF = Path(__file__).resolve().parents[1] / "rlboundary" / "conf" / "probe"

@@ -35,7 +35,7 @@ USES_BASE = {"base", "train", "probe"}
 def readme_commands() -> list[str]:
     """Every `rlboundary ...` line inside a ```bash block of README.md, in order."""
     text = (ROOT / "README.md").read_text()
-    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
     lines = [ln.split("#")[0].strip() for b in blocks for ln in b.splitlines()]
     return [ln for ln in lines if ln.startswith("rlboundary ")]
 
@@ -62,7 +62,7 @@ def test_readme_commands_run_as_written(tmp_path, shared_dir, trained_base, base
             continue  # the real data is absent on this machine: skip that one line
         extra = SMALL[args[1]] + (base_overrides if args[1] in USES_BASE else [])
         proc = subprocess.run(args + extra, cwd=work, env=env, capture_output=True,
-                              text=True, timeout=900)
+                              text=True, timeout=900, check=False)
         assert proc.returncode == 0, f"`{line}` failed:\n{proc.stderr[-3000:]}"
 
 

@@ -16,7 +16,8 @@ import pytest
 
 from rlboundary import probes
 from rlboundary.report import load_run, write_report
-from rlboundary.report.load import k_grid, load_metrics, summary
+from rlboundary.report.load import k_grid, summary
+from rlboundary.results.metrics import load_metrics
 
 N_PROBLEMS, N_SAMPLES = 50, 32
 DATASETS = ("arith", "math")

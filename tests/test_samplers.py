@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlboundary.trainer.samplers import SAMPLERS, SampleBatch, make_sampler
-from rlboundary.trainer.samplers.hf import HFSampler
-from rlboundary.trainer.scoring import encode_prompts, score_nll, token_logprobs
+from rlboundary.samplers import SAMPLERS, SampleBatch, make_sampler
+from rlboundary.samplers.hf import HFSampler
+from rlboundary.samplers.scoring import score_nll, token_logprobs
+from rlboundary.samplers.tokens import encode_prompts
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<think>", "</think>", "<answer>", "</answer>"]
 CHARS = list(string.digits + "+-*= ") + list("abcdefghijklmnopqrst")
@@ -157,7 +158,7 @@ def test_eos_stops_row_and_finish_reason(tiny):
 
 
 def test_prompt_major_order_and_fields(tiny):
-    path, _, tok = tiny
+    path, _, _tok = tiny
     b = make_sampler("hf", path, batch_size=7).sample(
         PROMPTS, 3, max_new_tokens=4, temperature=1.0, top_p=1.0, seed=0)
     assert isinstance(b, SampleBatch)

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rlboundary.trainer import probe_runner
-from rlboundary.trainer.store import BadRows, ProbeStore, check_rows, upsert_metrics, write_parquet
+from rlboundary.probing import plan
+from rlboundary.results.metrics import upsert_metrics
+from rlboundary.results.store import BadRows, ProbeStore, check_rows, write_parquet
 
 
 def _table(n, c, ids=("p1", "p2")):
@@ -59,16 +60,16 @@ def test_reuse_only_when_provenance_matches(tmp_path):
     prov = {"n": 256, "sampling": {"temperature": 1.0}, "checkpoint": "/a"}
     write_parquet(_table([256, 256], [1, 2]), store.final, provenance=prov)
     # the same settings from another path: reused
-    assert probe_runner._reuse_or_clear(store, {**prov, "checkpoint": "/b"}, {}, "x")
+    assert plan.reuse_or_clear(store, {**prov, "checkpoint": "/b"}, {}, "x")
     # n=64 now: refused with one line naming the difference and the way out
     other = {**prov, "n": 64}
-    with pytest.raises(probe_runner.ProvenanceMismatch) as e:
-        probe_runner._reuse_or_clear(store, other, {}, "arith step 0")
+    with pytest.raises(plan.ProvenanceMismatch) as e:
+        plan.reuse_or_clear(store, other, {}, "arith step 0")
     msg = str(e.value)
     assert "\n" not in msg and "n=256 (now 64)" in msg and "force=true" in msg
     assert "run_dir" in msg
     # force=true: the old result goes, the probe is redone
-    assert not probe_runner._reuse_or_clear(store, other, {"force": True}, "x")
+    assert not plan.reuse_or_clear(store, other, {"force": True}, "x")
     assert not store.done()
 
 
@@ -83,7 +84,7 @@ def test_metrics_keep_lock_and_kind(tmp_path):
 def _cli(*args, env=None):
     e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
     return subprocess.run([sys.executable, "-m", "rlboundary.cli", *args],
-                          capture_output=True, text=True, env=e, timeout=600)
+                          capture_output=True, text=True, env=e, timeout=600, check=False)
 
 
 def _one_line_exit_2(r, *fragments):

@@ -164,7 +164,7 @@ def test_cli_prepare_omni_writes_2000_821(omni_path, tmp_path):
 
 
 def test_probes_read_the_split_the_config_names():
-    from rlboundary.trainer.probe_runner import load_dataset
+    from rlboundary.probing.inputs import load_dataset
 
     spec = {"name": "arithmetic", "seed": 0, "n_train": 30, "min_ops": 1, "max_ops": 6,
             "test_ops": [4, 6], "bands": BANDS, "test_per_band": [2, 1, 1],

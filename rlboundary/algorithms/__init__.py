@@ -21,14 +21,7 @@ the math.
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
-from rlboundary.registry import Registry
-
-GROUP_FILTERS: Registry[Callable[..., Any]] = Registry("group filter")
-REWARD_SHAPERS: Registry[Callable[..., Any]] = Registry("reward shaper")
-BASELINES: Registry[Callable[..., Any]] = Registry("reward baseline")
-
-from rlboundary.algorithms import dynamic_sampling, overlong, remax  # noqa: E402,F401
+from rlboundary.algorithms import dynamic_sampling, overlong, remax  # noqa: F401  (register)
+from rlboundary.algorithms.registries import BASELINES, GROUP_FILTERS, REWARD_SHAPERS
 
 __all__ = ["BASELINES", "GROUP_FILTERS", "REWARD_SHAPERS"]

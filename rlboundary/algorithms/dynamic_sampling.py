@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlboundary.algorithms import GROUP_FILTERS
+from rlboundary.algorithms.registries import GROUP_FILTERS
 
 
 @GROUP_FILTERS.register("nonconstant")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from rlboundary.algorithms import REWARD_SHAPERS
+from rlboundary.algorithms.registries import REWARD_SHAPERS
 
 
 @REWARD_SHAPERS.register("overlong")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlboundary.algorithms import BASELINES
+from rlboundary.algorithms.registries import BASELINES
 
 
 @BASELINES.register("greedy")

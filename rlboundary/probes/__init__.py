@@ -17,27 +17,84 @@ Modules:
 See each module's docstring for why it exists and where it differs from arXiv 2504.13837.
 """
 
-from .ledger import CATEGORIES, coverage, ledger_categories, transitions, transitions_shared
-from .passk import (DeltaSE, adaptive_target, bootstrap_ci, crossover_k, delta_se, k_max,
-                    mean_band, paired_diff_ci, pass_at_k, pass_at_k_curve, per_problem)
 from .adaptive import fit_prior, freeze, predictive, set_band
-from .stats import (DEFAULT_EDGES, accuracy_bin_keys, accuracy_bin_labels, accuracy_histogram,
-                    SUMMARY_QS, entropy_per_problem, grouped_summary, mean_token_entropy,
-                    mixture_quantiles, perplexity, response_perplexity, summary_keys,
-                    token_entropy_from_logits, weighted_mean)
-from .suite import DEFAULT_KS, PROBES, run_probes
+from .bands import mean_band
 from .cover import DEFAULT_TAUS, cover_at, tau_key  # registers the cover probe
 from .diversity import answer_diversity  # registers the answers probe
+from .ledger import CATEGORIES, coverage, ledger_categories, transitions, transitions_shared
+from .passk import (
+                    DeltaSE,
+                    adaptive_target,
+                    bootstrap_ci,
+                    crossover_k,
+                    delta_se,
+                    k_max,
+                    paired_diff_ci,
+                    pass_at_k,
+                    pass_at_k_curve,
+                    per_problem,
+)
+from .stats import (
+                    DEFAULT_EDGES,
+                    SUMMARY_QS,
+                    accuracy_bin_keys,
+                    accuracy_bin_labels,
+                    accuracy_histogram,
+                    entropy_per_problem,
+                    grouped_summary,
+                    mean_token_entropy,
+                    mixture_quantiles,
+                    perplexity,
+                    response_perplexity,
+                    summary_keys,
+                    token_entropy_from_logits,
+                    weighted_mean,
+)
+from .suite import DEFAULT_KS, PROBES, run_probes
 from .temperature import match_temperature, softmax_entropy
 
 __all__ = [
-    "CATEGORIES", "DEFAULT_EDGES", "DEFAULT_KS", "DEFAULT_TAUS", "DeltaSE", "PROBES",
-    "cover_at", "tau_key", "answer_diversity", "match_temperature", "softmax_entropy",
-    "accuracy_bin_keys", "accuracy_bin_labels", "accuracy_histogram", "bootstrap_ci",
-    "coverage", "crossover_k", "delta_se", "entropy_per_problem", "ledger_categories",
-    "mean_token_entropy", "paired_diff_ci", "pass_at_k", "pass_at_k_curve", "perplexity",
-    "run_probes", "token_entropy_from_logits", "transitions", "weighted_mean",
-    "SUMMARY_QS", "grouped_summary", "mixture_quantiles", "response_perplexity", "summary_keys",
-    "transitions_shared", "adaptive_target", "k_max", "per_problem", "fit_prior", "freeze",
-    "predictive", "set_band", "mean_band",
+                    "CATEGORIES",
+                    "DEFAULT_EDGES",
+                    "DEFAULT_KS",
+                    "DEFAULT_TAUS",
+                    "PROBES",
+                    "SUMMARY_QS",
+                    "DeltaSE",
+                    "accuracy_bin_keys",
+                    "accuracy_bin_labels",
+                    "accuracy_histogram",
+                    "adaptive_target",
+                    "answer_diversity",
+                    "bootstrap_ci",
+                    "cover_at",
+                    "coverage",
+                    "crossover_k",
+                    "delta_se",
+                    "entropy_per_problem",
+                    "fit_prior",
+                    "freeze",
+                    "grouped_summary",
+                    "k_max",
+                    "ledger_categories",
+                    "match_temperature",
+                    "mean_band",
+                    "mean_token_entropy",
+                    "mixture_quantiles",
+                    "paired_diff_ci",
+                    "pass_at_k",
+                    "pass_at_k_curve",
+                    "per_problem",
+                    "perplexity",
+                    "predictive",
+                    "response_perplexity",
+                    "run_probes",
+                    "set_band",
+                    "softmax_entropy",
+                    "summary_keys",
+                    "tau_key",
+                    "token_entropy_from_logits",
+                    "transitions",
+                    "transitions_shared",
+                    "weighted_mean",
 ]

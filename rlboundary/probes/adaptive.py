@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .passk import _check_nc, _matrix
+from .counts import check_nc, pass_at_k_matrix
 
 #: z of the stopping rule: the curve stays within tol of the full curve at ~99% per k.
 Z_STOP = 2.576
@@ -74,7 +74,7 @@ def fit_prior(n, c, iters: int = 500, grid: np.ndarray = GRID) -> Prior:
     Wolfowitz 1956; g-modelling in Efron's terms), by EM on a fixed grid of rates.
 
     Counts ``n, c (P,)``. ``P = 0`` gives the uniform weights. Raises ValueError on invalid
-    counts (passk._check_nc). Why not a Beta prior (the paper's): the Beta family cannot hold
+    counts (counts.check_nc). Why not a Beta prior (the paper's): the Beta family cannot hold
     the point masses at 0 and 1 and the two humps that a probed model's rates show (many
     problems never solved, many always), and on the tiny base's own rates its misfit biased
     the frozen problems' estimates by ~0.5 points of pass@1 (the selection favours problems
@@ -86,7 +86,7 @@ def fit_prior(n, c, iters: int = 500, grid: np.ndarray = GRID) -> Prior:
     weights over the grid (epsilon-contamination, a standard robust-Bayes device), which
     restored 94-97% (tests/test_adaptive.py).
     """
-    n, c = _check_nc(n, c)
+    n, c = check_nc(n, c)
     G = grid.size
     if n.size == 0:
         return Prior(grid, np.full(G, 1.0 / G))
@@ -125,17 +125,17 @@ def _one(m: int, c: int, ks: np.ndarray, N: int, prior: Prior, binom: dict):
     """Predictive mean and variance ``(K,), (K,)`` of the full estimator for one problem."""
     r = N - m
     if r == 0:
-        return _matrix(np.array([N]), np.array([c]), ks)[0], np.zeros(ks.size)
+        return pass_at_k_matrix(np.array([N]), np.array([c]), ks)[0], np.zeros(ks.size)
     if r not in binom:
         binom[r] = _binom_pmf(prior.grid, r)
     pmf = _posterior(prior, m, c) @ binom[r]                  # (r + 1,)
-    F = _matrix(np.full(r + 1, N), c + np.arange(r + 1), ks)  # (r + 1, K)
+    F = pass_at_k_matrix(np.full(r + 1, N), c + np.arange(r + 1), ks)  # (r + 1, K)
     mean = pmf @ F
     return mean, np.maximum(pmf @ (F * F) - mean * mean, 0.0)
 
 
 def _check(n, c, ks, n_target: int):
-    n, c = _check_nc(n, c)
+    n, c = check_nc(n, c)
     ks = np.atleast_1d(np.asarray(ks, dtype=np.int64))
     N = int(n_target)
     if n.size and int(n.max()) > N:
@@ -170,7 +170,7 @@ def predictive(n, c, ks, n_target: int, prior: Prior | None = None
 def _sampling_var(n, c, ks, N: int, prior: Prior) -> np.ndarray:
     """Posterior-expected variance of the N-sample estimator about the true pass@k: ``(P, K)``,
     ``sum_g post(g) Var[f_k(X) | X ~ Binomial(N, p_g)]``."""
-    F = _matrix(np.full(N + 1, N), np.arange(N + 1), ks)       # (N + 1, K)
+    F = pass_at_k_matrix(np.full(N + 1, N), np.arange(N + 1), ks)       # (N + 1, K)
     B = _binom_pmf(prior.grid, N)                               # (G, N + 1)
     mean = B @ F
     per_rate = np.maximum(B @ (F * F) - mean * mean, 0.0)       # (G, K)

@@ -11,12 +11,12 @@ problem by problem. We use the plug-in rate c/n per problem (no smoothing), as t
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from .passk import _check_nc
-from .suite import PROBES, _col
+from .counts import check_nc, column
+from .suite import PROBES
 
 #: The τ grid of the registered probe (conf/probe/cover.yaml overrides it).
 DEFAULT_TAUS = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
@@ -30,7 +30,7 @@ def cover_at(n, c, taus) -> np.ndarray:
     reaching it (so c/n = 0.3 reaches τ = 0.3 despite float rounding). Raises ``ValueError`` on
     a τ outside (0, 1] or bad counts (naming the problem).
     """
-    n, c = _check_nc(n, c)
+    n, c = check_nc(n, c)
     taus = np.atleast_1d(np.asarray(taus, dtype=float))
     if taus.size and (taus.min() <= 0 or taus.max() > 1):
         raise ValueError(f"cover@τ needs 0 < τ <= 1, got {taus.tolist()}")
@@ -49,7 +49,7 @@ def tau_key(tau: float) -> str:
 def probe_cover(cur: Mapping, base: Mapping | None = None, *, taus=DEFAULT_TAUS
                 ) -> dict[str, float]:
     """cover@<τ> for each τ of ``taus``: see :func:`cover_at`."""
-    n, c = _col(cur, "n", None), _col(cur, "c", None)
+    n, c = column(cur, "n", None), column(cur, "c", None)
     if n is None or c is None or n.size == 0:
         return {}
     return {tau_key(t): float(v) for t, v in zip(taus, cover_at(n, c, taus))}

@@ -12,13 +12,14 @@ with at least one correct sample (left out when none has).
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from .suite import PROBES, _col
+from .counts import column
+from .suite import PROBES
 
-#: Per-problem columns of the probe table (trainer/probe_rows.aggregate writes them).
+#: Per-problem columns of the probe table (probing/rows.aggregate writes them).
 COLUMNS = ("answers_distinct", "answers_entropy", "answers_distinct_correct",
            "answers_entropy_correct")
 
@@ -55,10 +56,10 @@ def answer_diversity(problem: np.ndarray, key: np.ndarray, n_problems: int
 def probe_answers(cur: Mapping, base: Mapping | None = None) -> dict[str, float]:
     """Dataset means of :data:`COLUMNS` (``answers_distinct`` ...); {} when the table predates
     them (a result stored before this probe existed). ``base`` is not used."""
-    cols = {name: _col(cur, name) for name in COLUMNS}
+    cols = {name: column(cur, name) for name in COLUMNS}
     if any(v is None or v.size == 0 or np.isnan(v).any() for v in cols.values()):
         return {}  # absent, or a result resumed from parts written before the columns existed
-    solved = np.asarray(_col(cur, "c"), dtype=float) > 0
+    solved = np.asarray(column(cur, "c"), dtype=float) > 0
     out = {"answers_distinct": float(cols["answers_distinct"].mean()),
            "answers_entropy": float(cols["answers_entropy"].mean())}
     if solved.any():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .passk import _as_int_array
+from .counts import as_int_array
 
 CATEGORIES = ("both", "base_only", "policy_only", "neither")
 
@@ -23,9 +23,9 @@ CATEGORIES = ("both", "base_only", "policy_only", "neither")
 def _solved(n, c, who: str) -> np.ndarray:
     """c > 0 per problem after validation; errors name `who` (the side: base, policy, ...)."""
     try:
-        c = np.atleast_1d(_as_int_array(c, "c"))
+        c = np.atleast_1d(as_int_array(c, "c"))
         if n is not None:
-            n = np.atleast_1d(_as_int_array(n, "n"))
+            n = np.atleast_1d(as_int_array(n, "n"))
     except ValueError as e:
         raise ValueError(f"{who}: {e}") from None
     if n is not None:

@@ -19,10 +19,9 @@ Monte Carlo estimate of the same quantity (see CONTRACTS.md).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
-
 
 # ------------------------------------------------------------------------------------ entropy
 
@@ -272,11 +271,11 @@ def accuracy_histogram(n, c, bins=None) -> tuple[np.ndarray, np.ndarray]:
     right-closed. With the default edges the labels are 0, (0,0.1], ..., (0.8,0.9], (0.9,1), 1
     (see accuracy_bin_labels). A value within 1e-9 of an edge counts as on it.
     """
-    from .passk import _check_nc
+    from .counts import check_nc
 
     if np.shape(n) != np.shape(c):
         raise ValueError(f"n {np.shape(n)} and c {np.shape(c)} must have the same shape")
-    n, c = _check_nc(n, c)  # whole numbers, n >= 1 and 0 <= c <= n (names the problem)
+    n, c = check_nc(n, c)  # whole numbers, n >= 1 and 0 <= c <= n (names the problem)
     e = _check_edges(bins)
     m = e.size - 1
     counts = np.zeros(m + 2, dtype=np.int64)

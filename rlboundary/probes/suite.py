@@ -17,17 +17,26 @@ smallest sample count are dropped rather than rejected, and the count itself is 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
 from rlboundary.registry import Registry
 
-from .ledger import coverage
 from .adaptive import set_band
-from .passk import _band, _check_nc, adaptive_target, crossover_k, delta_se, k_max, per_problem
-from .stats import (accuracy_bin_keys, accuracy_histogram, mixture_quantiles, perplexity,
-                    summary_keys, weighted_mean)
+from .bands import band
+from .counts import check_nc, column
+from .ledger import coverage
+from .passk import adaptive_target, crossover_k, delta_se, k_max, per_problem
+from .stats import (
+    accuracy_bin_keys,
+    accuracy_histogram,
+    mixture_quantiles,
+    perplexity,
+    summary_keys,
+    weighted_mean,
+)
 
 Probe = Callable[..., dict]
 PROBES: Registry[Probe] = Registry("probe")
@@ -37,14 +46,6 @@ APPROX_BELOW = 30
 
 #: Powers of two to 256, the study's k grid.
 DEFAULT_KS = tuple(2**i for i in range(9))
-
-
-def _col(table: Mapping, name: str, dtype=float) -> np.ndarray | None:
-    """A column as an array; dtype None keeps its values as they are (counts are validated
-    by the probes, never cast: a c of 0.5 must fail, not become 0)."""
-    if name not in table:
-        return None
-    return np.asarray(table[name]) if dtype is None else np.asarray(table[name], dtype=dtype)
 
 
 def _supported_ks(ks: Iterable[int], n_min: int) -> list[int]:
@@ -80,14 +81,14 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
     With valid=True and a c_valid column, also valid_pass@<k> (whole-trace validity) over the
     problems whose task has a trace check (c_valid >= 0); skipped when none does.
     """
-    n, c = _check_nc(_col(cur, "n", None), _col(cur, "c", None))
+    n, c = check_nc(column(cur, "n", None), column(cur, "c", None))
     if n.size == 0:
         return {}
-    nt = _col(cur, "n_target", None)
+    nt = column(cur, "n_target", None)
     N = adaptive_target(n, nt)
     k_list = _supported_ks(ks, k_max(n, nt))
     k_arr = np.asarray(k_list, dtype=np.int64)
-    mean, lo, hi = _band(per_problem(n, c, k_arr, nt), n_boot, seed, alpha, method)
+    mean, lo, hi = band(per_problem(n, c, k_arr, nt), n_boot, seed, alpha, method)
     lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
     out: dict[str, float] = {"band_approx": float(n.size < APPROX_BELOW)}
     for i, k in enumerate(k_list):
@@ -96,10 +97,10 @@ def probe_pass_at_k(cur: Mapping, base: Mapping | None = None, *, ks=DEFAULT_KS,
         out[f"pass@{k}_hi"] = float(hi[i])
     if N is not None:
         out.update(_adaptive_extras(n, c, k_arr, N, alpha))
-    cv = _col(cur, "c_valid", None) if valid else None
+    cv = column(cur, "c_valid", None) if valid else None
     if cv is not None and (cv >= 0).any():
         sel = cv >= 0
-        nv, cvv = _check_nc(n[sel], cv[sel])
+        nv, cvv = check_nc(n[sel], cv[sel])
         ntv = None if nt is None else nt[sel]
         kv = np.asarray(_supported_ks(ks, k_max(nv, ntv)), dtype=np.int64)
         for k, v in zip(kv, per_problem(nv, cvv, kv, ntv).mean(axis=0)):
@@ -125,15 +126,15 @@ def probe_entropy(cur: Mapping, base: Mapping | None = None) -> dict[str, float]
     The weight of a problem is n * mean_len (its response tokens) when mean_len is present,
     else n_tokens, else 1; problems with a NaN entropy are skipped.
     """
-    ent = _col(cur, "entropy")
+    ent = column(cur, "entropy")
     if ent is None or not np.isfinite(ent).any():
         return {}
     w = None
-    mean_len, n = _col(cur, "mean_len"), _col(cur, "n")
+    mean_len, n = column(cur, "mean_len"), column(cur, "n")
     if mean_len is not None and n is not None and np.isfinite(mean_len).any():
         w = mean_len * n
-    elif _col(cur, "n_tokens") is not None:
-        w = _col(cur, "n_tokens")
+    elif column(cur, "n_tokens") is not None:
+        w = column(cur, "n_tokens")
     val = weighted_mean(ent, w)
     return {} if math.isnan(val) else {"entropy": val}
 
@@ -151,19 +152,19 @@ def probe_ppl_base(cur: Mapping, base: Mapping | None = None) -> dict[str, float
     (written before they existed) give ppl_base_pooled only.
     """
     out: dict[str, float] = {}
-    nll, tok = _col(cur, "nll_base_sum"), _col(cur, "n_tokens")
+    nll, tok = column(cur, "nll_base_sum"), column(cur, "n_tokens")
     if nll is not None and tok is not None:
         _, pooled = perplexity(nll, tok)
         if not math.isnan(pooled):
             out["ppl_base_pooled"] = pooled
-    mean, cnt = _col(cur, "ppl_base_mean"), _col(cur, "ppl_base_count")
+    mean, cnt = column(cur, "ppl_base_mean"), column(cur, "ppl_base_count")
     if mean is not None and cnt is not None:
         val = weighted_mean(mean, cnt)
         if not math.isnan(val):
             out["ppl_base"] = val
             keys = summary_keys("ppl_base")
             if all(k in cur for k in keys):
-                table = np.stack([_col(cur, k) for k in keys], axis=1)
+                table = np.stack([column(cur, k) for k in keys], axis=1)
                 q10, med, q90 = mixture_quantiles(table, cnt, [0.1, 0.5, 0.9])
                 out.update({"ppl_base_median": float(med), "ppl_base_q10": float(q10),
                             "ppl_base_q90": float(q90)})
@@ -182,8 +183,8 @@ def probe_coverage(cur: Mapping, base: Mapping | None = None) -> dict[str, float
     if base is None:
         return {}
     _same_rows(cur, base)
-    cov = coverage(_col(base, "n", None), _col(base, "c", None),
-                   _col(cur, "n", None), _col(cur, "c", None))
+    cov = coverage(column(base, "n", None), column(base, "c", None),
+                   column(cur, "n", None), column(cur, "c", None))
     if cov["n_problems"] == 0:
         return {}
     out = {f"coverage/{k}": float(cov[k]) for k in ("both", "base_only", "policy_only", "neither")}
@@ -201,9 +202,9 @@ def probe_delta_se(cur: Mapping, base: Mapping | None = None, *, k: int = 256
     _same_rows(cur, base)
     if len(np.asarray(cur["n"])) == 0:
         return {}
-    d = delta_se(_col(base, "n", None), _col(base, "c", None),
-                 _col(cur, "n", None), _col(cur, "c", None), k=k,
-                 base_target=_col(base, "n_target", None), pol_target=_col(cur, "n_target", None))
+    d = delta_se(column(base, "n", None), column(base, "c", None),
+                 column(cur, "n", None), column(cur, "c", None), k=k,
+                 base_target=column(base, "n_target", None), pol_target=column(cur, "n_target", None))
     return {"delta_se": d.value, "delta_se_k": float(d.k)}
 
 
@@ -216,10 +217,10 @@ def probe_crossover_k(cur: Mapping, base: Mapping | None = None, *, ks=None
     _same_rows(cur, base)
     if len(np.asarray(cur["n"])) == 0:
         return {}
-    k = crossover_k(_col(base, "n", None), _col(base, "c", None),
-                    _col(cur, "n", None), _col(cur, "c", None), ks=ks,
-                    base_target=_col(base, "n_target", None),
-                    pol_target=_col(cur, "n_target", None))
+    k = crossover_k(column(base, "n", None), column(base, "c", None),
+                    column(cur, "n", None), column(cur, "c", None), ks=ks,
+                    base_target=column(base, "n_target", None),
+                    pol_target=column(cur, "n_target", None))
     return {"crossover_k": float("nan") if k is None else float(k)}
 
 
@@ -230,7 +231,7 @@ def probe_acc_hist(cur: Mapping, base: Mapping | None = None, *, bins=None
 
     Binning as accuracy_histogram: exact 0 and exact 1 are their own bins; '0.9-1' is (0.9, 1).
     """
-    n, c = _col(cur, "n", None), _col(cur, "c", None)
+    n, c = column(cur, "n", None), column(cur, "c", None)
     if n is None or c is None or n.size == 0:
         return {}
     edges, counts = accuracy_histogram(n, c, bins)

@@ -14,7 +14,7 @@ subset of the problems with a fixed seed, so every evaluation draws the same ran
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 
 def softmax_entropy(logits, temperature: float) -> float:

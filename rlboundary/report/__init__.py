@@ -5,10 +5,20 @@ the same numbers to Weights & Biases (wandb is imported only when used).
 """
 
 from rlboundary.report.html import write_report
-from rlboundary.report.load import RunData, ledger, load_metrics, load_probes, load_run, summary
+from rlboundary.report.load import RunData, ledger, load_probes, load_run, summary
+from rlboundary.results.metrics import load_metrics
 
-__all__ = ["RunData", "ledger", "load_metrics", "load_probes", "load_run", "summary",
-           "write_report", "WandbLogger", "log_run_dir"]
+__all__ = [
+    "RunData",
+    "WandbLogger",
+    "ledger",
+    "load_metrics",
+    "load_probes",
+    "load_run",
+    "log_run_dir",
+    "summary",
+    "write_report",
+]
 
 
 def __getattr__(name: str):

@@ -21,9 +21,9 @@ import pandas as pd
 from rlboundary.errors import UserError
 from rlboundary.fileio import write_text
 from rlboundary.report import compare_plots as plots
-from rlboundary.report.plots import save
-from rlboundary.report.html import CSS, _figure_html, _fmt, _slug
+from rlboundary.report.fragments import CSS, figure_html, fmt, slug
 from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run
+from rlboundary.report.plot_style import save
 from rlboundary.report.seeds import seed_groups, seed_lines, seed_table
 from rlboundary.report.study import LEDGER_LABELS, versus_base
 
@@ -149,15 +149,15 @@ def table_html(df: pd.DataFrame) -> str:
                        for kk in (1, k)]
               + [(f"diff@{kk}", lambda r, kk=kk: _band_cell(r, f"diff@{kk}", True))
                  for kk in (1, k)],
-              first + [(f"delta_se@{k}", lambda r: _fmt(r["delta_se"])),
-                       ("crossover_k", lambda r: _fmt(r["crossover_k"], 0)),
-                       ("ppl_base", lambda r: _fmt(r["ppl_base"])),
-                       ("entropy", lambda r: _fmt(r["entropy"]))]
+              first + [(f"delta_se@{k}", lambda r: fmt(r["delta_se"])),
+                       ("crossover_k", lambda r: fmt(r["crossover_k"], 0)),
+                       ("ppl_base", lambda r: fmt(r["ppl_base"])),
+                       ("entropy", lambda r: fmt(r["entropy"]))]
               + [(label, lambda r, key=key: str(int(r[key])))
                  for key, label in LEDGER_LABELS.items()],
-              first + [(f"cover@{t:g}", lambda r, t=t: _fmt(r.get(f"cover@{t:g}", np.nan)))
+              first + [(f"cover@{t:g}", lambda r, t=t: fmt(r.get(f"cover@{t:g}", np.nan)))
                        for t in COMPARE_TAUS]
-              + [(key.replace("answers_", "answers "), lambda r, key=key: _fmt(r.get(key,
+              + [(key.replace("answers_", "answers "), lambda r, key=key: fmt(r.get(key,
                                                                                   np.nan)))
                  for key in ANSWER_KEYS]]
     out = []
@@ -201,10 +201,10 @@ def dataset_section(datas: dict[str, RunData], dataset: str, out: Path,
     and, when runs differ only in seed, ``<dataset>_seeds.csv``."""
     df = compare_table(datas, dataset)
     k = df.attrs["k"]
-    df.to_csv(out / f"{_slug(dataset)}_compare.csv", index=False)
+    df.to_csv(out / f"{slug(dataset)}_compare.csv", index=False)
     seeds = seed_table(df, groups or {})
     if not seeds.empty:
-        seeds.to_csv(out / f"{_slug(dataset)}_seeds.csv", index=False)
+        seeds.to_csv(out / f"{slug(dataset)}_seeds.csv", index=False)
     ks = k_grid(k)
     last = {label: curve(d.table(dataset, d.steps(dataset)[-1]), ks) for label, d in datas.items()}
     figs = [
@@ -219,7 +219,7 @@ def dataset_section(datas: dict[str, RunData], dataset: str, out: Path,
          "The solvability ledger of each run's last checkpoint against the base model "
          "(solved = at least one of n samples correct)."),
     ]
-    html_figs = [_figure_html(save(fig, out / f"{_slug(dataset)}_compare_{i}.png"), cap)
+    html_figs = [figure_html(save(fig, out / f"{slug(dataset)}_compare_{i}.png"), cap)
                  for i, (fig, cap) in enumerate(figs)]
     return (f"<h2>{html.escape(dataset)}</h2><p class='meta'>{len(datas)} runs, "
             f"{df.attrs['problems']} problems, k_max = {k}</p>"
@@ -266,9 +266,9 @@ def write_compare(paths: list[str | Path], out_dir: str | Path | None = None) ->
 def log_compare_wandb(paths: list[str | Path], project: str, group: str | None = None) -> str:
     """Log the comparison table(s) to one W&B run (``job_type="compare"``, grouped with the
     sweep's runs); returns the run's local directory."""
-    from rlboundary.report.wandb_log import _wandb, resolve_mode
+    from rlboundary.report.wandb_log import import_wandb, resolve_mode
 
-    wandb = _wandb()
+    wandb = import_wandb()
     _, datas, datasets = load_runs(paths)
     group = group or Path(paths[0]).name
     run = wandb.init(project=project, group=group, job_type="compare", name=f"{group}/compare",

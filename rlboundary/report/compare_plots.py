@@ -11,9 +11,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from rlboundary.report.plots import (BASE_COLOR, COVERAGE_COLORS, CURVE_MARKERS, OKABE_ITO,
-                                     _bar_width, _crowded, _log2_k_axis, _new, _outside_legend,
-                                     _step_axis, _styled, stacked_ledger)
+from rlboundary.report.plot_style import (
+    BASE_COLOR,
+    COVERAGE_COLORS,
+    CURVE_MARKERS,
+    OKABE_ITO,
+    bar_width,
+    crowded,
+    log2_k_axis,
+    new_figure,
+    outside_legend,
+    step_axis,
+    styled,
+)
+from rlboundary.report.plots import stacked_ledger
 
 RUN_COLORS = [OKABE_ITO[c] for c in ("blue", "orange", "green", "vermillion", "sky", "purple",
                                      "yellow", "grey")]
@@ -23,11 +34,11 @@ def _run_style(i: int) -> dict:
     return dict(color=RUN_COLORS[i % len(RUN_COLORS)], marker=CURVE_MARKERS[i % len(CURVE_MARKERS)])
 
 
-@_styled
+@styled
 def compare_curves_figure(base: pd.DataFrame, runs: dict[str, pd.DataFrame],
                           dataset: str) -> Figure:
     """pass@k (columns k, pass, lo, hi) of each run's last checkpoint beside the base's."""
-    fig, ax = _new((7.0, 4.0))
+    fig, ax = new_figure((7.0, 4.0))
     ax.plot(base["k"], base["pass"], color=BASE_COLOR, ls="--", lw=1.8, marker="o", ms=6.5,
             mfc="none", zorder=2, label="base model")
     ax.fill_between(base["k"], base["lo"], base["hi"], color=BASE_COLOR, alpha=0.08, lw=0)
@@ -35,21 +46,21 @@ def compare_curves_figure(base: pd.DataFrame, runs: dict[str, pd.DataFrame],
         st = _run_style(i)
         ax.plot(df["k"], df["pass"], lw=1.4, ms=3.5, zorder=3, label=label, **st)
         ax.fill_between(df["k"], df["lo"], df["hi"], color=st["color"], alpha=0.10, lw=0)
-    _log2_k_axis(ax, [int(k) for k in base["k"]])
+    log2_k_axis(ax, [int(k) for k in base["k"]])
     ax.set_ylabel("pass@k (fraction of problems)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{dataset}: pass@k, last checkpoint of each run (shaded = 95% CI)")
-    _outside_legend(ax)
+    outside_legend(ax)
     return fig
 
 
-@_styled
+@styled
 def compare_steps_figure(runs: dict[str, pd.DataFrame], k: int, dataset: str,
                          base: pd.Series) -> Figure:
     """pass@1 (left) and pass@k (right) at every probed step of each run, 95% CI error bars;
     ``runs[label]`` has columns step, pass@1, pass@1_lo, pass@1_hi, pass@k, ...; ``base``
     holds the base model's pass@1 and pass@k for the dashed reference lines."""
-    fig, axes = _new((11.0, 3.8), ncols=2)  # own y range each: pass@k_max moves little
+    fig, axes = new_figure((11.0, 3.8), ncols=2)  # own y range each: pass@k_max moves little
     steps = sorted({int(s) for df in runs.values() for s in df["step"]})
     span = max(steps[-1] - steps[0], 1) if steps else 1
     for ax, kk in zip(axes, (1, k)):
@@ -60,26 +71,26 @@ def compare_steps_figure(runs: dict[str, pd.DataFrame], k: int, dataset: str,
             ax.errorbar(df["step"] + dx, y, yerr=err, lw=1.3, ms=4, capsize=2.5, label=label,
                         **_run_style(i))
         ax.axhline(base[f"pass@{kk}"], color=BASE_COLOR, ls="--", lw=1, label="base model")
-        _step_axis(ax, steps)
+        step_axis(ax, steps)
         ax.set_title(f"pass@{kk}")
     axes[0].set_ylabel("pass@k (fraction of problems)")
     axes[0].set_ylim(-0.02, 1.02)
     low, _ = axes[1].get_ylim()
     axes[1].set_ylim(max(low, -0.02), 1.005)
     fig.suptitle(f"{dataset}: pass@1 and pass@{k} over training (error bars = 95% CI)")
-    _outside_legend(axes[1])
+    outside_legend(axes[1])
     return fig
 
 
-@_styled
+@styled
 def compare_ledger_figure(table: pd.DataFrame, dataset: str) -> Figure:
     """Stacked ledger counts (columns both, policy_only, base_only, neither) per run."""
     labels = [str(r) for r in table["run"]]
-    fig, ax = _new((_bar_width(len(labels)), 3.8))
+    fig, ax = new_figure((bar_width(len(labels)), 3.8))
     stacked_ledger(ax, {key: table[key].to_numpy(float) for key in COVERAGE_COLORS},
                    lambda v: v > 0)
     ax.set_xticks(np.arange(len(labels)), labels,
                   **({"rotation": 30, "ha": "right"} if len(labels) > 3 else
-                     _crowded(len(labels))))
+                     crowded(len(labels))))
     ax.set_title(f"{dataset}: solvability vs base, last checkpoint of each run")
     return fig

@@ -6,19 +6,19 @@ single file; the PNGs are also written beside it for slides and LaTeX.
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import html
 import math
-import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from rlboundary.probes.suite import APPROX_BELOW
 from rlboundary.report import plots, plots_probes
+from rlboundary.report.fragments import CSS, figure_html, fmt, slug
 from rlboundary.report.load import RunData, load_run, summary
+from rlboundary.report.plot_style import save
 from rlboundary.report.training import training_section
 
 # (file stem, caption, builder, requirement): requirement "steps" = two or more checkpoints,
@@ -64,37 +64,11 @@ UNMEASURED = {
 # Figures left out without a note when None (optional analyses the run did not ask for).
 OPTIONAL = {"control"}
 
-CSS = """
-body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
-max-width:1200px;color:#222;padding:0 1em}
-h1{font-size:1.5em}h2{margin-top:2em;border-bottom:1px solid #ccc}
-table{border-collapse:collapse;font-size:.85em;margin:1em 0}
-th,td{border:1px solid #ddd;padding:.3em .6em;text-align:right}
-th{background:#f4f4f4;white-space:normal;max-width:9em}td.l{text-align:left}.ci{color:#777;font-size:.85em}
-.note{background:#fff8e1;border-left:4px solid #E69F00;padding:.5em 1em}
-figure{display:inline-block;margin:1em;vertical-align:top;max-width:560px}
-figure.wide{display:block;max-width:100%}figure img{max-width:100%}figcaption{font-size:.85em;color:#444}
-.meta{color:#666;font-size:.85em}
-"""
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def _fmt(v, digits: int = 3) -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "&mdash;"
-    if isinstance(v, float) and v.is_integer() and digits == 0:
-        return str(int(v))
-    return f"{v:.{digits}f}"
-
-
 def _pass_cell(row: pd.Series, key: str) -> str:
     v = row.get(key, math.nan)
     lo, hi = row.get(f"{key}_lo", math.nan), row.get(f"{key}_hi", math.nan)
-    ci = f' <span class="ci">[{_fmt(lo)}, {_fmt(hi)}]</span>' if pd.notna(lo) else ""
-    return _fmt(v) + ci
+    ci = f' <span class="ci">[{fmt(lo)}, {fmt(hi)}]</span>' if pd.notna(lo) else ""
+    return fmt(v) + ci
 
 
 def summary_html(df: pd.DataFrame) -> str:
@@ -112,12 +86,12 @@ def summary_html(df: pd.DataFrame) -> str:
              "delta_se": f"delta_se@{kmax}"}  # the study's ΔSE is @256; say which k we used
     cells_of = {"step": lambda r: str(int(r["step"])) + (" (base)" if r["step"] == 0 else ""),
                 "problems": lambda r: str(int(r["n_problems"])),
-                "delta_se": lambda r: _fmt(r.get("delta_se", math.nan)),
-                "crossover_k": lambda r: _fmt(r.get("crossover_k", math.nan), 0),
-                "ppl_base": lambda r: _fmt(r.get("ppl_base", math.nan)),
-                "entropy": lambda r: _fmt(r.get("entropy", math.nan)),
+                "delta_se": lambda r: fmt(r.get("delta_se", math.nan)),
+                "crossover_k": lambda r: fmt(r.get("crossover_k", math.nan), 0),
+                "ppl_base": lambda r: fmt(r.get("ppl_base", math.nan)),
+                "entropy": lambda r: fmt(r.get("entropy", math.nan)),
                 **{k: (lambda r, k=k: _pass_cell(r, k)) for k in pass_keys + valid_keys},
-                **{c: (lambda r, c=c: _fmt(r.get(c, math.nan), 0)) for c in cov + trans}}
+                **{c: (lambda r, c=c: fmt(r.get(c, math.nan), 0)) for c in cov + trans}}
     # Two tables, so each fits a 1280 px page; the CSV keeps every column at full precision.
     groups = [["step", "problems"] + pass_keys + valid_keys,
               ["step", "delta_se", "crossover_k", "ppl_base", "entropy"] + cov + trans]
@@ -134,13 +108,6 @@ def summary_html(df: pd.DataFrame) -> str:
     return "".join(tables)
 
 
-def _figure_html(path: Path, caption: str) -> str:
-    b64 = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{b64}" alt="{html.escape(path.name)}">'
-            f"<figcaption>{html.escape(caption)} <i>({html.escape(path.name)})</i>"
-            "</figcaption></figure>")
-
-
 def dataset_section(data: RunData, dataset: str, out_dir: Path) -> tuple[str, list[Path]]:
     """Summary table, notes on what was skipped and why, and all figures for one dataset."""
     steps = data.steps(dataset)
@@ -153,7 +120,7 @@ def dataset_section(data: RunData, dataset: str, out_dir: Path) -> tuple[str, li
         notes.append("No base-model probe (step 0): coverage vs base, delta_se and "
                      "crossover_k are skipped.")
     df = summary(data, dataset)
-    df.to_csv(out_dir / f"{_slug(dataset)}_summary.csv", index=False)
+    df.to_csv(out_dir / f"{slug(dataset)}_summary.csv", index=False)
     kmax = int(df["k_max"].iloc[0])
     if kmax < 256:
         notes.append(f"Fewest samples per problem is n={kmax}, so pass@k stops at k={kmax}.")
@@ -171,9 +138,9 @@ def dataset_section(data: RunData, dataset: str, out_dir: Path) -> tuple[str, li
                 notes.append(f"{stem} figure skipped: "
                              f"{UNMEASURED.get(stem, 'input not measured')}.")
             continue
-        path = plots.save(fig, out_dir / f"{_slug(dataset)}_{stem}.png")
+        path = save(fig, out_dir / f"{slug(dataset)}_{stem}.png")
         paths.append(path)
-        figs.append(_figure_html(path, caption))
+        figs.append(figure_html(path, caption))
     note_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)
     nprob = df["n_problems"].max()
     section = (f"<h2>{html.escape(dataset)}</h2><p class='meta'>{nprob} problems, checkpoints "

@@ -8,7 +8,6 @@ parquet cannot give (e.g. a metric only the trainer computed).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -18,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from rlboundary import probes
-from rlboundary.trainer.store import check_rows, read_provenance
+from rlboundary.results.metrics import load_metrics
+from rlboundary.results.provenance import flat, settings_line
+from rlboundary.results.store import check_rows, read_provenance
 
 STEP_RE = re.compile(r"step_(\d+)\.parquet$")
 
@@ -74,8 +75,6 @@ def load_settings(run_dir: str | Path) -> pd.DataFrame:
     """What each stored probe was produced with: one row per (dataset, step) with the columns
     of its provenance record flattened (n, sampling.temperature, model_sha, ...) and
     ``settings``, a short line of them; ``settings`` is "unrecorded" for older files."""
-    from rlboundary.trainer.provenance import _flat, settings_line
-
     rows = []
     for path in sorted((Path(run_dir) / "probes").glob("*/step_*.parquet")):
         m = STEP_RE.fullmatch(path.name)
@@ -86,37 +85,10 @@ def load_settings(run_dir: str | Path) -> pd.DataFrame:
         if prov is None:
             row["settings"] = "unrecorded"
         else:
-            row.update(_flat(prov))
+            row.update(flat(prov))
             row["settings"] = settings_line(prov)
         rows.append(row)
     return pd.DataFrame(rows, columns=None if rows else ["dataset", "step", "settings"])
-
-
-def load_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """Read RUN_DIR/metrics.jsonl; one row per (step, dataset), later lines win.
-
-    A line cut short by a crash mid-write is skipped rather than failing the whole report.
-    """
-    path = Path(run_dir) / "metrics.jsonl"
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    rows = [r for r in rows if r.get("kind", "probe") == "probe"]  # training lines: training.py
-    if not rows:
-        return pd.DataFrame(columns=["step", "dataset"])
-    df = pd.DataFrame(rows).drop(columns=["kind"], errors="ignore")
-    if "dataset" not in df.columns:
-        df["dataset"] = None
-    # groupby.last skips NaN, so a later partial line only overrides the keys it carries.
-    merged = df.groupby(["step", "dataset"], dropna=False, sort=True).last().reset_index()
-    return merged
 
 
 @dataclass

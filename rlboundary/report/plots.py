@@ -1,119 +1,38 @@
 """Paper-ready figures of one run: one function per figure, each returning a Figure.
 
-Colour rules, shared by every figure so a reader can follow a checkpoint across them: the base
-model (step 0) is always black and dashed; RL checkpoints run along viridis (dark = early,
-light = late), which stays readable under the common colour-vision deficiencies. Categorical
-colours (coverage, gains/losses) come from the Okabe-Ito palette. Legends sit outside the axes
-so they never hide data.
-
-Figures are built as plain `matplotlib.figure.Figure` objects (no pyplot): they render with the
-Agg backend when saved, work on headless nodes, and never change the caller's backend, rcParams
-or pyplot figure list.
+Colours, axes, legends and saving follow the house style (report/plot_style.py), so a reader
+can follow a checkpoint across figures.
 """
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
+import itertools
 
-import matplotlib as mpl
 import numpy as np
-from matplotlib.colors import LinearSegmentedColormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import FuncFormatter
 
 from rlboundary import probes
-from rlboundary.report.load import (RunData, align, curves, ppl_per_problem, ppl_responses,
-                                    summary)
-
-DPI = 150
-MAX_LEGEND = 10  # checkpoints beyond this get a colour bar instead of legend entries
-MAX_BANDS = 4  # checkpoints beyond this: CI bands only for base and latest
-BASE_COLOR = "black"
-OKABE_ITO = {
-    "blue": "#0072B2", "orange": "#E69F00", "green": "#009E73", "vermillion": "#D55E00",
-    "sky": "#56B4E9", "purple": "#CC79A7", "yellow": "#F0E442", "grey": "#999999",
-}
-COVERAGE_COLORS = {
-    "both": OKABE_ITO["blue"], "base_only": OKABE_ITO["vermillion"],
-    "policy_only": OKABE_ITO["green"], "neither": "#D9D9D9",
-}
-COVERAGE_LABELS = {
-    "both": "solved by both", "base_only": "base only (lost)",
-    "policy_only": "policy only (new)", "neither": "neither",
-}
-STYLE = {
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
-    "grid.alpha": 0.3, "font.size": 9, "axes.titlesize": 10, "legend.fontsize": 8,
-    "legend.frameon": False,
-}
-
-
-def _styled(fn):
-    """Build the figure under the report style without touching the caller's rcParams."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with mpl.rc_context(STYLE):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-def _new(figsize: tuple[float, float], ncols: int = 1, sharey: bool = False):
-    """A pyplot-free Figure: rendered by Agg on save, no global backend or figure manager."""
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(1, ncols, sharey=sharey)
-
-
-def step_colors(steps: list[int]) -> dict[int, object]:
-    """Fixed colour per step: black for the base, viridis for RL checkpoints in order."""
-    rl = [s for s in steps if s != 0]
-    cmap = mpl.colormaps["viridis"]
-    out: dict[int, object] = {0: BASE_COLOR} if 0 in steps else {}
-    for i, s in enumerate(rl):
-        out[s] = cmap(0.85 * i / max(len(rl) - 1, 1))
-    return out
-
-
-def step_label(step: int) -> str:
-    return "base (step 0)" if step == 0 else f"step {step}"
-
-
-def save(fig: Figure, path: str | Path) -> Path:
-    """Write a figure as PNG at the report resolution (style active: ticks are made at draw)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with mpl.rc_context(STYLE):
-        fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
-
-
-def _outside_legend(ax, **kw) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), **kw)
-
-
-def _step_axis(ax, steps: list[int]) -> None:
-    """Training-step x axis: ticks at the checkpoints when few, else integer ticks."""
-    if len(steps) <= 12:
-        ax.set_xticks(steps)
-    else:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("training step")
-
-
-def _log2_k_axis(ax, ks: list[int]) -> None:
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(ks))
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([str(k) for k in ks])
-    ax.set_xlim(ks[0] / 1.15, ks[-1] * 1.15)
-    ax.set_xlabel("k (samples per problem, log$_2$ scale)")
-
-
-CURVE_MARKERS = ("s", "^", "D", "v", "P", "X", "<", ">")
+from rlboundary.report.load import RunData, align, curves, ppl_per_problem, ppl_responses, summary
+from rlboundary.report.plot_style import (
+    BASE_COLOR,
+    COVERAGE_COLORS,
+    COVERAGE_LABELS,
+    CURVE_MARKERS,
+    MAX_BANDS,
+    MAX_LEGEND,
+    OKABE_ITO,
+    bar_width,
+    checkpoint_legend,
+    crowded,
+    log2_k_axis,
+    new_figure,
+    outside_legend,
+    step_axis,
+    step_colors,
+    step_label,
+    styled,
+)
 
 
 def _band_steps(steps: list[int]) -> set[int]:
@@ -137,7 +56,7 @@ def _draw_curves(ax, cur: dict, colors: dict, ylabel: str) -> None:
         if step in bands:
             ax.fill_between(df["k"], df["lo"], df["hi"], color=colors[step],
                             alpha=0.10 if base else 0.15, lw=0)
-    _log2_k_axis(ax, list(next(iter(cur.values()))["k"]))
+    log2_k_axis(ax, list(next(iter(cur.values()))["k"]))
     ax.set_ylabel(ylabel)
     ax.set_ylim(-0.02, 1.02)
 
@@ -146,28 +65,7 @@ def _shaded(nsteps: int) -> str:
     return "95% CI" if nsteps <= MAX_BANDS else "95% CI of base and latest"
 
 
-def _checkpoint_legend(fig, ax, steps: list[int]) -> None:
-    """Legend of checkpoints outside the axes, or a colour bar when there are many."""
-    if len(steps) <= MAX_LEGEND:
-        _outside_legend(ax)
-        return
-    _step_colorbar(fig, ax, steps)
-    if 0 in steps:  # only the base entry is left; under the axis, off the data
-        ax.legend(loc="upper right", bbox_to_anchor=(1.0, -0.17))
-
-
-def _step_colorbar(fig, ax, steps: list[int]) -> None:
-    """With many checkpoints a colour bar of training steps replaces per-step legend lines."""
-    rl = [s for s in steps if s != 0]
-    if len(steps) <= MAX_LEGEND or len(rl) < 2:
-        return
-    cmap = LinearSegmentedColormap.from_list(
-        "viridis_cut", mpl.colormaps["viridis"](np.linspace(0, 0.85, 256)))
-    sm = mpl.cm.ScalarMappable(cmap=cmap, norm=Normalize(rl[0], rl[-1]))
-    fig.colorbar(sm, ax=ax, label="RL checkpoint (training step)", pad=0.02, fraction=0.05)
-
-
-@_styled
+@styled
 def pass_at_k_figure(data: RunData, dataset: str) -> Figure:
     """Figure 1: pass@k vs k per checkpoint, 95% bands over problems (Student-t).
 
@@ -175,16 +73,16 @@ def pass_at_k_figure(data: RunData, dataset: str) -> Figure:
     shows whether RL widened or narrowed the set of solvable problems.
     """
     cur = curves(data, dataset)
-    fig, ax = _new((6.4, 4.0))
+    fig, ax = new_figure((6.4, 4.0))
     _draw_curves(ax, cur, step_colors(list(cur)), "pass@k (fraction of problems)")
     nprob = len(data.table(dataset, data.steps(dataset)[-1]))
     ax.set_title(f"{dataset}: pass@k per checkpoint ({nprob} problems, "
                  f"shaded = {_shaded(len(cur))})")
-    _checkpoint_legend(fig, ax, list(cur))
+    checkpoint_legend(fig, ax, list(cur))
     return fig
 
 
-@_styled
+@styled
 def pass_over_steps_figure(data: RunData, dataset: str) -> Figure:
     """Figure 2: pass@1 and pass@k_max across training, with 95% CI error bars.
 
@@ -194,7 +92,7 @@ def pass_over_steps_figure(data: RunData, dataset: str) -> Figure:
     steps = list(cur)
     kmax = int(cur[steps[0]]["k"].iloc[-1])
     dodge = 0.008 * max(steps[-1] - steps[0], 1)  # keep the two error bars apart
-    fig, ax = _new((6.4, 3.8))
+    fig, ax = new_figure((6.4, 3.8))
     handles = []
     for row, k, color, mk, dx in ((0, 1, OKABE_ITO["blue"], "o", -dodge),
                                   (-1, kmax, OKABE_ITO["orange"], "s", dodge)):
@@ -208,22 +106,12 @@ def pass_over_steps_figure(data: RunData, dataset: str) -> Figure:
             ax.axhline(y[0], color=color, ls="--", lw=0.9, alpha=0.7)
     if 0 in steps:
         handles += ax.plot([], [], color="grey", ls="--", lw=0.9, label="base model level")
-    _step_axis(ax, steps)
+    step_axis(ax, steps)
     ax.set_ylabel("pass@k (fraction of problems)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{dataset}: pass@1 and pass@{kmax} over training (error bars = 95% CI)")
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
-
-
-def _bar_width(nbars: int) -> float:
-    """Figure width for a bar chart: grows with the bars, capped to fit a page."""
-    return min(14.0, max(4.8, 0.55 * nbars + 3.5))
-
-
-def _crowded(nbars: int) -> dict:
-    """Tick-label keywords: rotate them when many bars share the capped width."""
-    return {"rotation": 45, "ha": "right"} if nbars > 16 else {}
 
 
 def _coverage_counts(data: RunData, dataset: str) -> tuple[list[int], dict[str, list[int]]]:
@@ -234,23 +122,23 @@ def _coverage_counts(data: RunData, dataset: str) -> tuple[list[int], dict[str, 
         b, p = align(base, data.table(dataset, s))
         cov = probes.coverage(b["n"].to_numpy(), b["c"].to_numpy(), p["n"].to_numpy(),
                               p["c"].to_numpy())
-        for k in counts:
-            counts[k].append(int(cov[f"n_{k}"]))
+        for k, col in counts.items():
+            col.append(int(cov[f"n_{k}"]))
     return steps, counts
 
 
-@_styled
+@styled
 def coverage_figure(data: RunData, dataset: str) -> Figure:
     """Figure 3a: per checkpoint, which problems are solved (>=1 of n correct) by whom.
 
     "base only" are problems RL made unreachable; "policy only" are genuinely new ones.
     """
     steps, counts = _coverage_counts(data, dataset)
-    fig, ax = _new((_bar_width(len(steps)), 3.8))
+    fig, ax = new_figure((bar_width(len(steps)), 3.8))
     total = max(sum(c[0] for c in counts.values()), 1) if steps else 1
     # the count inside its segment, when the segment is tall and wide enough to read
     stacked_ledger(ax, counts, lambda v: v >= 0.04 * total and len(steps) <= 25)
-    ax.set_xticks(np.arange(len(steps)), [str(s) for s in steps], **_crowded(len(steps)))
+    ax.set_xticks(np.arange(len(steps)), [str(s) for s in steps], **crowded(len(steps)))
     ax.set_xlabel("checkpoint (training step)")
     ax.set_title(f"{dataset}: solvability vs base (solved = any of n samples correct)")
     return fig
@@ -278,21 +166,21 @@ def stacked_ledger(ax, counts, label_if) -> None:
     ax.legend(handles[::-1], labels[::-1], loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
-@_styled
+@styled
 def transitions_figure(data: RunData, dataset: str) -> Figure:
     """Figure 3b: problems gained / lost between consecutive checkpoints.
 
     Churn hidden by a flat coverage total (gain 5, lose 5) shows up here.
     """
     steps = data.steps(dataset)
-    pairs = list(zip(steps[:-1], steps[1:]))
+    pairs = list(itertools.pairwise(steps))
     gained, lost = [], []
     for a, b in pairs:
         ta, tb = align(data.table(dataset, a), data.table(dataset, b))
         t = probes.transitions(ta["c"].to_numpy(), tb["c"].to_numpy())
         gained.append(int(t["gained"]))
         lost.append(int(t["lost"]))
-    fig, ax = _new((_bar_width(len(pairs)), 3.6))
+    fig, ax = new_figure((bar_width(len(pairs)), 3.6))
     x = np.arange(len(pairs))
     ax.bar(x, gained, color=OKABE_ITO["green"], width=0.6, label="gained (unsolved \u2192 solved)")
     ax.bar(x, [-v for v in lost], color=OKABE_ITO["vermillion"], width=0.6,
@@ -306,16 +194,16 @@ def transitions_figure(data: RunData, dataset: str) -> Figure:
             ax.text(xi, -lo - 0.03 * span, f"-{lo}", ha="center", va="top", fontsize=7)
     ax.set_ylim(-1.25 * span, 1.25 * span)
     ticks = [f"{a}\u2192{b}\nnet {g - lo:+d}" for (a, b), g, lo in zip(pairs, gained, lost)]
-    ax.set_xticks(x, ticks, **_crowded(len(pairs)))
+    ax.set_xticks(x, ticks, **crowded(len(pairs)))
     ax.set_xlabel("consecutive checkpoints (training step)")
     ax.set_ylabel("number of problems")
     ax.grid(axis="x", visible=False)
     ax.set_title(f"{dataset}: problems gained / lost between checkpoints")
-    _outside_legend(ax)
+    outside_legend(ax)
     return fig
 
 
-@_styled
+@styled
 def accuracy_histogram_figure(data: RunData, dataset: str) -> Figure:
     """Figure 4: per-problem accuracy c/n, base vs latest checkpoint (study's Figure 5 style).
 
@@ -325,7 +213,7 @@ def accuracy_histogram_figure(data: RunData, dataset: str) -> Figure:
     show = [s for s in (steps[0], steps[-1])]
     show = list(dict.fromkeys(show))
     colors = step_colors(steps)
-    fig, ax = _new((7.0, 3.8))
+    fig, ax = new_figure((7.0, 3.8))
     width = 0.8 / len(show)
     labels = None
     for i, s in enumerate(show):
@@ -343,7 +231,7 @@ def accuracy_histogram_figure(data: RunData, dataset: str) -> Figure:
     ax.set_ylabel("fraction of problems")
     ax.grid(axis="x", visible=False)
     ax.set_title(f"{dataset}: per-problem accuracy distribution")
-    _outside_legend(ax)
+    outside_legend(ax)
     return fig
 
 
@@ -360,7 +248,7 @@ def _ppl_box(df) -> dict | None:
             "mean": mean, "fliers": []}
 
 
-@_styled
+@styled
 def perplexity_figure(data: RunData, dataset: str) -> Figure | None:
     """The study's Figure 6: distributions of PPL_base(Y_base | x) and PPL_base(Y_ckpt | x),
     per response, side by side for each checkpoint.
@@ -379,7 +267,7 @@ def perplexity_figure(data: RunData, dataset: str) -> Figure | None:
     colors = step_colors(steps)
     base = boxes.get(0)
     pairs = [s for s in steps if s != 0] or [0]
-    fig, ax = _new((_bar_width(2 * len(pairs)), 3.8))
+    fig, ax = new_figure((bar_width(2 * len(pairs)), 3.8))
     stats, pos, faces = [], [], []
     for i, s in enumerate(pairs):
         if base is not None and s != 0:
@@ -405,7 +293,7 @@ def perplexity_figure(data: RunData, dataset: str) -> Figure | None:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xticks([3 * i + 0.5 for i in range(len(pairs))],
-                  ["base" if s == 0 else str(s) for s in pairs], **_crowded(len(pairs)))
+                  ["base" if s == 0 else str(s) for s in pairs], **crowded(len(pairs)))
     ax.set_xlabel("checkpoint (training step): base's own responses (dashed) | checkpoint's")
     ax.set_ylabel("PPL$_{base}$(Y | x) per response")
     ax.grid(axis="x", visible=False)
@@ -421,7 +309,7 @@ def _ppl_per_problem_figure(data: RunData, dataset: str) -> Figure | None:
     if not vals:
         return None
     colors = step_colors(steps)
-    fig, ax = _new((_bar_width(len(vals)), 3.8))
+    fig, ax = new_figure((bar_width(len(vals)), 3.8))
     pos = np.arange(len(vals))
     bp = ax.boxplot(list(vals.values()), positions=pos, widths=0.6, patch_artist=True,
                     showfliers=True, flierprops={"ms": 2.5, "alpha": 0.5})
@@ -433,7 +321,7 @@ def _ppl_per_problem_figure(data: RunData, dataset: str) -> Figure | None:
             patch.set_linestyle("--")
     for med in bp["medians"]:
         med.set_color("black")
-    ax.set_xticks(pos, ["base" if s == 0 else str(s) for s in vals], **_crowded(len(vals)))
+    ax.set_xticks(pos, ["base" if s == 0 else str(s) for s in vals], **crowded(len(vals)))
     ax.set_xlabel("checkpoint (training step)")
     ax.set_ylabel("base-model perplexity per problem\nexp(NLL$_{base}$ / token), pooled")
     ax.grid(axis="x", visible=False)
@@ -441,7 +329,7 @@ def _ppl_per_problem_figure(data: RunData, dataset: str) -> Figure | None:
     return fig
 
 
-@_styled
+@styled
 def entropy_figure(data: RunData, dataset: str) -> Figure | None:
     """Figure 6: per-token policy entropy across training (token-weighted mean, IQR over problems).
 
@@ -456,22 +344,22 @@ def entropy_figure(data: RunData, dataset: str) -> Figure | None:
     # The line is the summary-table value (token-weighted mean); the band is per-problem IQR.
     mean = summary(data, dataset).set_index("step").loc[steps, "entropy"].to_numpy(float)
     q1, q3 = [np.percentile(e, 25) for e in ent], [np.percentile(e, 75) for e in ent]
-    fig, ax = _new((6.4, 3.6))
+    fig, ax = new_figure((6.4, 3.6))
     ax.fill_between(steps, q1, q3, color=OKABE_ITO["purple"], alpha=0.2, lw=0,
                     label="interquartile range over problems")
     ax.plot(steps, mean, color=OKABE_ITO["purple"], marker="o", ms=4, lw=1.5,
             label="token-weighted mean")
     if 0 in steps:
         ax.axhline(mean[0], color=BASE_COLOR, ls="--", lw=1, label="base model")
-    _step_axis(ax, steps)
+    step_axis(ax, steps)
     ax.set_ylabel("policy entropy (nats / token)")
     ax.set_ylim(bottom=0)
     ax.set_title(f"{dataset}: per-token entropy of sampled responses")
-    _outside_legend(ax)
+    outside_legend(ax)
     return fig
 
 
-@_styled
+@styled
 def validity_figure(data: RunData, dataset: str) -> Figure | None:
     """Figure 7: final-answer pass@k beside whole-trace-validity pass@k.
 
@@ -482,7 +370,7 @@ def validity_figure(data: RunData, dataset: str) -> Figure | None:
         return None
     ans, val = curves(data, dataset), curves(data, dataset, valid=True)
     colors = step_colors(list(ans))
-    fig, axes = _new((10.0, 3.8), ncols=2, sharey=True)
+    fig, axes = new_figure((10.0, 3.8), ncols=2, sharey=True)
     _draw_curves(axes[0], ans, colors, "pass@k (fraction of problems)")
     _draw_curves(axes[1], val, colors, "")
     axes[0].set_title("final answer correct")
@@ -491,5 +379,5 @@ def validity_figure(data: RunData, dataset: str) -> Figure | None:
     fig.suptitle(f"{dataset}: answer vs trace-validity pass@k (shaded = "
                  f"{_shaded(len(ans))})", fontsize=10)
     fig.tight_layout()
-    _checkpoint_legend(fig, axes[1], list(ans))
+    checkpoint_legend(fig, axes[1], list(ans))
     return fig

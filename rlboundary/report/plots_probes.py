@@ -10,12 +10,21 @@ from matplotlib.figure import Figure
 
 from rlboundary import probes
 from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run, summary
-from rlboundary.report.plots import (BASE_COLOR, MAX_LEGEND, OKABE_ITO, _checkpoint_legend,
-                                     _new, _outside_legend, _step_axis, _styled, step_colors,
-                                     step_label)
+from rlboundary.report.plot_style import (
+    BASE_COLOR,
+    MAX_LEGEND,
+    OKABE_ITO,
+    checkpoint_legend,
+    new_figure,
+    outside_legend,
+    step_axis,
+    step_colors,
+    step_label,
+    styled,
+)
 
 
-@_styled
+@styled
 def cover_figure(data: RunData, dataset: str) -> Figure:
     """cover@τ of the base and every checkpoint: the share of problems solved at least a
     fraction τ of the time (a step curve on the grid 1/n_min, ..., 1; log τ axis)."""
@@ -23,7 +32,7 @@ def cover_figure(data: RunData, dataset: str) -> Figure:
     colors = step_colors(steps)
     n_min = int(data.problems.loc[data.problems["dataset"] == dataset, "n"].min())
     taus = np.arange(1, n_min + 1) / n_min
-    fig, ax = _new((6.4, 3.8))
+    fig, ax = new_figure((6.4, 3.8))
     for step in steps:
         t = data.table(dataset, step)
         cov = probes.cover_at(t["n"].to_numpy(int), t["c"].to_numpy(int), taus)
@@ -34,18 +43,18 @@ def cover_figure(data: RunData, dataset: str) -> Figure:
     # log τ: the left end (rarely solved problems) is what pass@k at large k reads
     ax.set_xscale("log", base=2)
     ticks = [2.0 ** -e for e in range(int(np.log2(n_min)), -1, -2)][::-1] if n_min > 1 else [1.0]
-    ax.set_xticks(sorted(ticks), [f"1/{int(round(1 / t))}" if t < 1 else "1"
+    ax.set_xticks(sorted(ticks), [f"1/{round(1 / t)}" if t < 1 else "1"
                                   for t in sorted(ticks)])
     ax.set_xlim(taus[0] / 1.1, 1.05)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("τ (per-problem success rate c/n at least; log scale)")
     ax.set_ylabel("cover@τ (fraction of problems)")
     ax.set_title(f"{dataset}: problems solved at least a fraction τ of the time")
-    _checkpoint_legend(fig, ax, steps)
+    checkpoint_legend(fig, ax, steps)
     return fig
 
 
-@_styled
+@styled
 def answers_figure(data: RunData, dataset: str) -> Figure | None:
     """Answer diversity over training: mean distinct final answers per problem and the mean
     entropy of their distribution (nats), over all samples (solid) and correct ones (dashed);
@@ -57,7 +66,7 @@ def answers_figure(data: RunData, dataset: str) -> Figure | None:
     steps = [int(s) for s in table.index]
     if not steps:
         return None
-    fig, axes = _new((10.0, 3.6), ncols=2)
+    fig, axes = new_figure((10.0, 3.6), ncols=2)
     panels = (("answers_distinct", "distinct answers per problem"),
               ("answers_entropy", "answer entropy (nats)"))
     for ax, (key, label) in zip(axes, panels):
@@ -71,16 +80,16 @@ def answers_figure(data: RunData, dataset: str) -> Figure | None:
             if 0 in steps:
                 ax.axhline(y[0], color=BASE_COLOR, ls=style, lw=0.8,
                            label="base model" if not suffix else None)
-        _step_axis(ax, steps)
+        step_axis(ax, steps)
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
     axes[0].set_title(f"{dataset}: distinct final answers")
     axes[1].set_title("entropy of the answers' distribution")
-    _outside_legend(axes[1])
+    outside_legend(axes[1])
     return fig
 
 
-@_styled
+@styled
 def control_figure(data: RunData, dataset: str) -> Figure | None:
     """The temperature control (RUN_DIR/control.json): pass@k of the base at the probe's
     temperature T, the base at T* (where its token entropy equals the checkpoint's) and the
@@ -98,7 +107,7 @@ def control_figure(data: RunData, dataset: str) -> Figure | None:
                   data.table(dataset, info["step"])}
     ks = k_grid(min(k_max(t) for t in tables.values()))
     styles = [(BASE_COLOR, "--"), (OKABE_ITO["blue"], ":"), (OKABE_ITO["vermillion"], "-")]
-    fig, ax = _new((6.4, 3.8))
+    fig, ax = new_figure((6.4, 3.8))
     for (label, table), (color, ls) in zip(tables.items(), styles):
         c = curve(table, ks)
         ax.plot(c["k"], c["pass"], color=color, ls=ls, marker="o", ms=3.5, lw=1.5, label=label)
@@ -108,5 +117,5 @@ def control_figure(data: RunData, dataset: str) -> Figure | None:
     ax.set_ylabel("pass@k")
     ax.set_title(f"{dataset}: is the loss at large k only lower entropy? (token entropy "
                  f"{info['target_entropy']:.3f} nats on {info['problems']} problems)")
-    _outside_legend(ax)
+    outside_legend(ax)
     return fig

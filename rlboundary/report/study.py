@@ -18,7 +18,6 @@ import pandas as pd
 from rlboundary import probes
 from rlboundary.report.load import align, k_max, load_run, n_target, ppl_pooled, ppl_responses
 
-
 LEDGER_LABELS = {"both": "both", "base_only": "base only", "policy_only": "RL only",
                  "neither": "neither"}
 

@@ -1,40 +1,23 @@
 """Training curves of a run: reward, entropy, KL to the base model and response length over
-``global_step``, read from the ``kind: "train"`` lines of RUN_DIR/metrics.jsonl, with every
+``global_step``, read from the ``kind: "train"`` lines of RUN_DIR/metrics.jsonl (results/metrics.py), with every
 probed checkpoint marked, so a pass@k change can be read against what training did.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from rlboundary.report import plots
+from rlboundary.report.fragments import figure_html
+from rlboundary.report.plot_style import OKABE_ITO, new_figure, save, styled
+from rlboundary.results.metrics import load_train_metrics
 
 PANELS = (("train/reward", "reward (mean score)"), ("actor/entropy", "entropy (nats/token)"),
           ("actor/kl", "KL(policy || base) (nats/token)"),
           ("response_length/mean", "response length (tokens)"))
-
-
-def load_train_metrics(run_dir: str | Path) -> pd.DataFrame:
-    """The training lines of metrics.jsonl, one row per step (later lines win); empty when
-    the run was only probed. Lines cut short by a crash are skipped."""
-    path = Path(run_dir) / "metrics.jsonl"
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if row.get("kind") == "train":
-                rows.append(row)
-    if not rows:
-        return pd.DataFrame(columns=["step"])
-    return pd.DataFrame(rows).groupby("step", sort=True).last().reset_index()
 
 
 def _smooth(y: np.ndarray, window: int) -> np.ndarray:
@@ -44,13 +27,13 @@ def _smooth(y: np.ndarray, window: int) -> np.ndarray:
     return s.to_numpy()
 
 
-@plots._styled
+@styled
 def training_figure(train: pd.DataFrame, probed: list[int]) -> Figure | None:
     """Four panels over ``global_step``; raw values faint, a moving average on top; dotted
     vertical lines at the probed checkpoints. None when there is no training line."""
     if train.empty:
         return None
-    fig, axes = plots._new((11, 2.6), ncols=len(PANELS))
+    fig, axes = new_figure((11, 2.6), ncols=len(PANELS))
     steps = train["step"].to_numpy()
     window = max(1, len(steps) // 25)
     for ax, (key, label) in zip(axes, PANELS):
@@ -60,8 +43,8 @@ def training_figure(train: pd.DataFrame, probed: list[int]) -> Figure | None:
             ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
             continue
         y = train[key].to_numpy(float)
-        ax.plot(steps, y, color=plots.OKABE_ITO["grey"], lw=0.6, alpha=0.6)
-        ax.plot(steps, _smooth(y, window), color=plots.OKABE_ITO["blue"], lw=1.5)
+        ax.plot(steps, y, color=OKABE_ITO["grey"], lw=0.6, alpha=0.6)
+        ax.plot(steps, _smooth(y, window), color=OKABE_ITO["blue"], lw=1.5)
         for s in probed:
             if s > 0:
                 ax.axvline(s, color="black", ls=":", lw=0.8)
@@ -75,14 +58,12 @@ def training_section(run_dir: Path, out_dir: Path, probed: list[int]) -> str:
     fig = training_figure(train, probed)
     if fig is None:
         return ""
-    path = plots.save(fig, out_dir / "training.png")
+    path = save(fig, out_dir / "training.png")
     last = train.iloc[-1]
     caption = (f"Training over {int(last['step'])} steps (grey: per step; blue: moving average; "
                f"dotted: probed checkpoints {', '.join(map(str, [s for s in probed if s]))}).")
-    from rlboundary.report.html import _figure_html
-
-    figure = _figure_html(path, caption).replace("<figure>", '<figure class="wide">', 1)
+    figure = figure_html(path, caption).replace("<figure>", '<figure class="wide">', 1)
     return f"<h2>Training</h2>{figure}"
 
 
-__all__ = ["load_train_metrics", "training_figure", "training_section"]
+__all__ = ["training_figure", "training_section"]

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Self
 
 import pandas as pd
 
@@ -27,8 +28,9 @@ HEADLINE = ("pass@1", "pass@{k_max}", "delta_se", "ppl_base", "entropy", "crosso
             "coverage/policy_only", "coverage/base_only")
 
 
-def _wandb():
-    import wandb  # noqa: PLC0415 (lazy: optional at import time of the package)
+def import_wandb():
+    """wandb, imported on first use (optional at the package's import time)."""
+    import wandb
 
     return wandb
 
@@ -45,7 +47,8 @@ def resolve_mode(mode: str | None = None) -> str | None:
     return None if os.environ.get("WANDB_API_KEY") else "offline"
 
 
-def _finite(v: Any) -> bool:
+def is_finite_number(v: Any) -> bool:
+    """True for a value that converts to a finite float (W&B and metrics.jsonl keep only those)."""
     try:
         return math.isfinite(float(v))
     except (TypeError, ValueError):
@@ -65,7 +68,7 @@ class WandbLogger:
     def __init__(self, project: str = "rlboundary", *, name: str | None = None,
                  config: Mapping[str, Any] | None = None, mode: str | None = None,
                  run: Any = None, commit: bool = True, **init_kw: Any):
-        wandb = _wandb()
+        wandb = import_wandb()
         self._owns_run = run is None
         self.commit = commit  # False: ride along with the trainer's next `log(step=...)`
         if run is None:
@@ -99,8 +102,8 @@ class WandbLogger:
     def log_metrics(self, step: int, dataset: str, metrics: Mapping[str, Any]) -> dict:
         """Log finite scalars as probe/<dataset>/<metric>; NaN cells (not measured) are dropped."""
         payload = {f"probe/{dataset}/{k}": float(v) for k, v in metrics.items()
-                   if k not in NON_METRIC and _finite(v)}
-        if _finite(metrics.get("k_max")):
+                   if k not in NON_METRIC and is_finite_number(v)}
+        if is_finite_number(metrics.get("k_max")):
             self._define_summary(dataset, int(metrics["k_max"]))
         if payload:
             self._log(step, payload)
@@ -112,7 +115,7 @@ class WandbLogger:
 
         `curve` has columns k, pass, lo, hi (as `report.load.curve` returns).
         """
-        wandb = _wandb()
+        wandb = import_wandb()
         key = f"probe/{dataset}/{prefix}pass@k_curve/step_{int(step):08d}"
         chart = wandb.plot.line_series(
             xs=[int(k) for k in curve["k"]],
@@ -124,7 +127,7 @@ class WandbLogger:
 
     def log_ledger(self, step: int, dataset: str, table: pd.DataFrame) -> str:
         """The per-problem solvability ledger as a wandb.Table (filterable in the UI)."""
-        wandb = _wandb()
+        wandb = import_wandb()
         key = f"probe/{dataset}/ledger"
         df = table.copy()
         for col in df.columns:  # wandb.Table wants plain python / numpy scalar columns
@@ -162,10 +165,10 @@ class WandbLogger:
         if self._owns_run:
             self.run.finish()
 
-    def __enter__(self) -> "WandbLogger":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.finish()
 
 

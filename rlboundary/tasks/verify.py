@@ -48,11 +48,11 @@ from typing import NamedTuple
 
 from rlboundary.tasks import verify_numbers, verify_values, verify_worker
 from rlboundary.tasks.verify_extract import (
-    _tagged,
-    _unwrap,
     boxed_answers,
     extract_answer,
     normalize,
+    tagged_answer,
+    unwrap,
 )
 from rlboundary.tasks.verify_guard import (  # noqa: F401  (public)
     MAX_DEPTH,
@@ -124,7 +124,7 @@ def reset_stats() -> None:
 @functools.lru_cache(maxsize=4096)
 def _lists_values(gold: str) -> bool:
     """Is ``gold`` an unordered list of two or more values?"""
-    shape = verify_values.shape(normalize(_unwrap(gold)))
+    shape = verify_values.shape(normalize(unwrap(gold)))
     return shape.kind == "set" and len(shape.items) >= 2
 
 
@@ -133,7 +133,7 @@ def extract_prediction(text: str | None, gold) -> str | None:
     no ``<answer>`` tags and it boxes each value apart (``\\boxed{1}, \\boxed{2}``), all its boxes
     together (``1, 2``). An earlier box with another value then makes the answer wrong."""
     pred = extract_answer(text)
-    if pred is None or not gold or not _lists_values(str(gold)) or _tagged(text) is not None:
+    if pred is None or not gold or not _lists_values(str(gold)) or tagged_answer(text) is not None:
         return pred
     boxes = boxed_answers(text)
     return ", ".join(boxes) if len(boxes) >= 2 else pred
@@ -302,7 +302,7 @@ def _explain(pred, gold, timeout: float | None) -> tuple:
     """The fields of an :class:`Explanation`."""
     if pred is None or not str(pred).strip():
         return Verdict.UNPARSEABLE, "no answer", None, "" if gold is None else str(gold), ""
-    pred, gold = _unwrap(str(pred)), _unwrap("" if gold is None else str(gold))
+    pred, gold = unwrap(str(pred)), unwrap("" if gold is None else str(gold))
     if not gold:
         return _NO, "no gold", pred, gold, ""
     verdict, stage, detail = _decide(pred, gold, DEFAULT_TIMEOUT if timeout is None

@@ -53,7 +53,7 @@ def _last_boxed(s: str, tries: int = 3) -> str | None:
     return None
 
 
-def _tagged(text: str, tries: int = 16) -> str | None:
+def tagged_answer(text: str, tries: int = 16) -> str | None:
     """The last non-blank ``<answer>..</answer>``, stripped."""
     end = text.rfind("</answer>")
     for _ in range(tries):
@@ -73,7 +73,7 @@ def extract_answer(text: str | None) -> str | None:
     wins over a later non-empty answer."""
     if not text:
         return None
-    tagged = _tagged(text)
+    tagged = tagged_answer(text)
     if tagged is not None:
         return tagged
     boxed = _last_boxed(text)
@@ -93,7 +93,7 @@ def boxed_answers(text: str) -> list[str]:
     return out
 
 
-def _unwrap(s: str) -> str:
+def unwrap(s: str) -> str:
     """``\\[ \\boxed{x} \\]`` -> ``x``; anything without a box is only stripped."""
     s = s.strip()
     if "\\boxed" in s or "\\fbox" in s:

@@ -8,13 +8,12 @@ tokens only, so a padded row sees what an unpadded forward pass would.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from rlboundary.trainer.samplers.hf import _left_pad
-from rlboundary.trainer.scoring import logprob_entropy
+from rlboundary.samplers.tokens import left_pad, logprob_entropy
 
 
 def collate(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]],
@@ -28,7 +27,7 @@ def collate(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence
         raise ValueError(f"{len(prompt_ids)} prompts and {len(response_ids)} responses")
     B = len(prompt_ids)
     T = max(1, max(len(r) for r in response_ids))
-    prompts, pmask = _left_pad([list(p) for p in prompt_ids], pad_id)  # the sampler's layout
+    prompts, pmask = left_pad([list(p) for p in prompt_ids], pad_id)  # the sampler's layout
     responses = torch.full((B, T), pad_id, dtype=torch.long)
     rmask = torch.zeros((B, T), dtype=torch.long)
     for i, r in enumerate(response_ids):

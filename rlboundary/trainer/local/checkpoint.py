@@ -14,7 +14,8 @@ import json
 import os
 import re
 import shutil
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 STATE_FILE = "trainer_state.json"
 TRACKER = "latest_checkpointed_iteration.txt"

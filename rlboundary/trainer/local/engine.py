@@ -19,7 +19,8 @@ when no KL term is trained, for the study's plots.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -112,7 +113,7 @@ class ProbeWorker:
             self.settings["probe"] = {**settings["probe"], "post": "inline"}
 
     def probe(self, path: str, step: int) -> dict:
-        from rlboundary.trainer.probe_runner import probe_checkpoint
+        from rlboundary.probing.runner import probe_checkpoint
 
         return probe_checkpoint(path, step, self.settings)
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch

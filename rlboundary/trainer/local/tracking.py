@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from rlboundary.report.wandb_log import _finite
-from rlboundary.trainer.store import upsert_metrics
+from rlboundary.report.wandb_log import is_finite_number
+from rlboundary.results.metrics import upsert_metrics
 
 TRAIN_NAMESPACES = ("train", "actor", "critic", "response_length", "timing_s")
 
@@ -50,7 +51,7 @@ class Tracker:
         self._probe_logger = WandbLogger(run=self.run)
 
     def log_train(self, step: int, metrics: Mapping[str, float]) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if _finite(v)}
+        clean = {k: float(v) for k, v in metrics.items() if is_finite_number(v)}
         upsert_metrics(self.run_dir, {"kind": "train", "step": int(step), **clean})
         if self.run is not None:
             self.run.log({"global_step": int(step), **clean})

@@ -17,12 +17,18 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
-from rlboundary.trainer.local.batch import (micro_batches, minibatches, response_logprobs,
-                                            response_values, select)
+from rlboundary.trainer.local.batch import (
+    micro_batches,
+    minibatches,
+    response_logprobs,
+    response_values,
+    select,
+)
 
 
 class NonFiniteError(FloatingPointError):
@@ -73,11 +79,10 @@ class PolicyWorker:
 
     def __init__(self, model_path: str, cfg: Mapping[str, Any], threads: int | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from rlboundary.trainer.samplers.hf import HFSampler
         from verl.trainer.ppo.core_algos import get_policy_loss_fn
 
         from rlboundary.console import quiet
+        from rlboundary.samplers.hf import HFSampler
 
         quiet(bool(cfg.get("verbose")))
         if threads:
@@ -113,7 +118,7 @@ class PolicyWorker:
         -> ``prompt_ids`` (per sample), ``response_ids``, ``texts``, ``finish_reasons``, and
         the sampler's ``rollout_log_probs`` / ``rollout_entropy`` per token (float32 arrays).
         """
-        from rlboundary.trainer.scoring import encode_prompts
+        from rlboundary.samplers.tokens import encode_prompts
 
         self.policy.eval()
         batch = self.sampler.sample(prompts, n, max_new_tokens=max_new_tokens,

@@ -30,12 +30,14 @@ import json
 import os
 import time
 import traceback
-from typing import Any, Mapping
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from verl.trainer.ppo.checkpoint_callback import CheckpointCallback
 
 from rlboundary.fileio import write_text
-from rlboundary.trainer.store import upsert_metrics
+from rlboundary.results.metrics import upsert_metrics
 
 FAILURES = "probe_failures.jsonl"
 VERL_METRICS = "verl_metrics.jsonl"   # verl's `file` logger (VERL_FILE_LOGGER_PATH)
@@ -131,7 +133,7 @@ def record_failure(run_dir: str, step: int, checkpoint_dir: str, error: BaseExce
     """Append the failure of probing ``step`` to RUN_DIR/probe_failures.jsonl (rewritten
     atomically) and print it; returns the record."""
     path = os.path.join(run_dir, FAILURES)
-    old = open(path).read() if os.path.exists(path) else ""
+    old = Path(path).read_text() if os.path.exists(path) else ""
     rec = {"step": int(step), "checkpoint": checkpoint_dir, "time": time.time(),
            "error": f"{type(error).__name__}: {error}",
            "traceback": "".join(traceback.format_exception(error))[-4000:]}
@@ -159,7 +161,9 @@ def import_train_metrics(run_dir: str) -> int:
     if not os.path.exists(path):
         return 0
     count = 0
-    for line in open(path):
+    with open(path) as fh:
+        lines = fh.readlines()
+    for line in lines:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -219,7 +223,7 @@ class ProbeActor:
         self.done: dict[int, dict] = {}
 
     def probe(self, path: str, step: int, checkpoint_dir: str) -> dict | None:
-        from rlboundary.trainer.probe_runner import probe_checkpoint
+        from rlboundary.probing.runner import probe_checkpoint
 
         try:
             self.done[step] = probe_checkpoint(path, step, self.settings)
@@ -278,7 +282,7 @@ class ProbeCallback(CheckpointCallback):
 
     def _probe(self, path: str, step: int, checkpoint_dir: str) -> None:
         if self.rb["probe"] == "sync":
-            from rlboundary.trainer.probe_runner import probe_checkpoint
+            from rlboundary.probing.runner import probe_checkpoint
 
             _log_wandb(step, probe_checkpoint(path, step, self.rb["settings"]))
         else:

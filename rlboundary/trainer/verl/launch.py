@@ -18,13 +18,17 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from rlboundary.errors import UserError
-from rlboundary.trainer.probe_runner import MissingPath
+from rlboundary.errors import MissingPath, UserError
 from rlboundary.trainer.verl import callback
-from rlboundary.trainer.verl.translate import (EXTERNAL_MODULES_ENV, compose_verl, data_files,
-                                               validate)
+from rlboundary.trainer.verl.translate import (
+    EXTERNAL_MODULES_ENV,
+    compose_verl,
+    data_files,
+    validate,
+)
 
 CALLBACK_MODULE = "rlboundary.trainer.verl.callback"
 
@@ -42,7 +46,7 @@ def wandb_id(run_dir: str, create: bool = True) -> str:
     """The W&B run id of ``run_dir`` (kept in RUN_DIR/verl_run.json so a resumed run and the
     driver's late probe results continue the run verl opened); without ``create`` nothing is
     written and a new run's id reads ``new``."""
-    from rlboundary.trainer.store import write_json
+    from rlboundary.fileio import write_json
 
     path = os.path.join(run_dir, "verl_run.json")
     if os.path.exists(path):
@@ -143,10 +147,10 @@ def train(cfg: Mapping[str, Any], base_path: str,
         # sweep in this process must start its own.
         if ray.is_initialized():
             ray.shutdown()
-    from rlboundary.report.training import load_train_metrics
+    from rlboundary.results.metrics import load_train_metrics
 
     train_rows = load_train_metrics(run_dir).set_index("step").to_dict("index")
-    from rlboundary.trainer.probe_runner import find_checkpoints
+    from rlboundary.probing.inputs import find_checkpoints
 
     ckpts = os.path.join(run_dir, "checkpoints")
     steps = [s for s, _ in find_checkpoints(ckpts)] if os.path.isdir(ckpts) else []
@@ -210,7 +214,7 @@ def finish_probes(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | No
     if mode == "async":
         late = _drain_actor(run_dir)
     elif mode == "after":
-        from rlboundary.trainer.probe_runner import probe_series
+        from rlboundary.probing.runner import probe_series
 
         late = probe_series(os.path.join(run_dir, "checkpoints"), probe_settings)
     if late and "wandb" in (cfg["trainer"]["logger"] or []):

@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import inspect
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from rlboundary.errors import UserError
 from rlboundary.hydra_scope import first_line, own_hydra

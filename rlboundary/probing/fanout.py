@@ -12,7 +12,8 @@ workers, the order in which chunks finish, or the round of an adaptive probe tha
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -29,7 +30,7 @@ class ChunkWorker:
     model's scoring and aggregation (post_worker.finish_chunk). :meth:`run_many` runs chunk
     i's second stage while chunk i+1 samples, so a probe costs little more than its sampling
     (bench/bench_probe_cost.py). ``post``: where the second stage runs, ``"process"`` (a
-    child interpreter with its own base model: trainer/post_worker.py), ``"thread"`` (a
+    child interpreter with its own base model: probing/post_worker.py), ``"thread"`` (a
     helper thread here; ``"auto"``), or ``"inline"`` (after each chunk's sampling, no
     overlap: a probe beside training keeps to its share of the cores). The process avoids
     the GIL, which the two stages' small ops share on CPU, but its start-up (~3-10 s: torch,
@@ -39,7 +40,7 @@ class ChunkWorker:
 
     def __init__(self, policy_path: str, base_path: str, sampler: Mapping[str, Any],
                  post: str = "auto"):
-        from rlboundary.trainer.samplers import make_sampler
+        from rlboundary.samplers import make_sampler
 
         if post not in ("auto", "thread", "process", "inline"):
             raise ValueError(f"probe.post must be auto, thread, process or inline, got {post!r}")
@@ -55,7 +56,7 @@ class ChunkWorker:
             # the second stage takes a core of its own: sampling keeps to the others
             self.sampler.torch_threads = max(1, torch.get_num_threads() - 1)
         if self.mode == "process":
-            from rlboundary.trainer.post_worker import PostProcess
+            from rlboundary.probing.post_worker import PostProcess
 
             self._proc = PostProcess(base_path)  # loads the base while we check the vocab
         else:
@@ -100,7 +101,7 @@ class ChunkWorker:
         return self.same_model and float(s["temperature"]) == 1.0 and float(s["top_p"]) == 1.0
 
     def _hand_over(self, args) -> None:
-        from rlboundary.trainer.post_worker import finish_chunk
+        from rlboundary.probing.post_worker import finish_chunk
 
         if self.mode == "process":
             self._proc.submit(*args)
@@ -117,9 +118,9 @@ class ChunkWorker:
         return self._fut.result() if self.mode == "thread" else self._done
 
     def _sample(self, records: Sequence, job: Mapping[str, Any]):
+        from rlboundary.samplers.keyed import problem_key
         from rlboundary.tasks import TASKS
         from rlboundary.tasks.prompts import render
-        from rlboundary.trainer.samplers.keyed import problem_key
 
         task, s = TASKS.get(job["task"]), job["sampling"]
         prompts = [render(task.template, r.problem) for r in records]

@@ -15,12 +15,13 @@ bisection sees one deterministic function of T.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
+from rlboundary.fileio import write_json
 from rlboundary.probes import match_temperature
+from rlboundary.samplers import make_sampler
 from rlboundary.tasks.prompts import render
-from rlboundary.trainer.samplers import make_sampler
-from rlboundary.trainer.store import write_json
 
 CONTROL_FILE = "control.json"
 
@@ -62,7 +63,8 @@ def run_control(model_path: str, step: int, cfg: Mapping) -> dict[str, dict]:
     """The temperature control for checkpoint ``model_path`` (training step ``step``) on every
     probe dataset; writes RUN_DIR/control.json and returns its datasets' entries (each with
     ``run_dir`` of the base probe at T* and that probe's metrics)."""
-    from rlboundary.trainer.probe_runner import load_dataset, probe_checkpoint
+    from rlboundary.probing.inputs import load_dataset
+    from rlboundary.probing.runner import probe_checkpoint
 
     run_dir = cfg["run_dir"]
     out: dict[str, dict] = {}

@@ -11,7 +11,7 @@ Differences from the ``hf`` sampler, by construction:
 * ``logprobs_mode="processed_logprobs"`` (default here) reports logprobs after temperature and
   top-p truncation, i.e. of the renormalised nucleus actually sampled; vLLM's own default,
   ``raw_logprobs``, ignores both. The ``hf`` sampler records the same quantity
-  (``scoring.dist_stats``), so ``logprob_sum`` has one meaning across samplers.
+  (``tokens.dist_stats``), so ``logprob_sum`` has one meaning across samplers.
 * ``n > 1`` requests are split by vLLM into ``n`` child requests with seeds ``seed + i``; we give
   each prompt its own random base seed drawn from ``sample(seed=...)``, so runs are reproducible
   up to GPU non-determinism and two prompts sharing a child seed is improbable. With ``keys``
@@ -22,12 +22,13 @@ Differences from the ``hf`` sampler, by construction:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from rlboundary.trainer.samplers import SAMPLERS, SampleBatch, decode_responses, keyed
-from rlboundary.trainer.scoring import encode_prompts
+from rlboundary.samplers import keyed
+from rlboundary.samplers.api import SAMPLERS, SampleBatch, decode_responses
+from rlboundary.samplers.tokens import encode_prompts
 
 # keyed base seeds stay below 2**31 - 2**20, leaving room for sample indices (first + j < 2**20)
 _KEYED_SEEDS = 2**31 - 2**20

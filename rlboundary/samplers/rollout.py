@@ -74,5 +74,5 @@ def accuracy_by_difficulty(samples: pd.DataFrame, records: list[Record]) -> pd.D
     total = pd.DataFrame([{"difficulty": "all", "problems": len(per_problem),
                            "accuracy": per_problem["acc"].mean(),
                            "trace_valid": per_problem["valid"].mean()}])
-    table["difficulty"] = table["difficulty"].map(lambda d: str(int(d)) if d == d else "?")
+    table["difficulty"] = table["difficulty"].map(lambda d: str(int(d)) if not pd.isna(d) else "?")
     return pd.concat([table, total], ignore_index=True)

@@ -1,23 +1,19 @@
-"""What a stored probe result depends on, and how two such records differ.
-
-A probe result records its provenance (:func:`provenance`): the model's and base model's
-bytes, the problems, n, sampling, sampler, seed, verifier, result format and adaptive settings.
-The probe runner reuses a stored result only when all of it matches (trainer/probe_runner.py).
+"""What a probe's result depends on (:func:`provenance`), hashed from the model's and base
+model's bytes, the problems, n, sampling, sampler, seed, verifier, result format and adaptive
+settings. The probe runner reuses a stored result only when all of it matches (probing/plan.py);
+how two records differ is the results format's (results/provenance.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
+from rlboundary.probing import adaptive as adaptive_probe
+from rlboundary.results.provenance import FORMAT
 from rlboundary.tasks import Task
 from rlboundary.tasks.schema import Record, ids_sha256
-from rlboundary.trainer import adaptive_probe
-
-#: Version of the stored-result format (bumped when a column's meaning changes).
-FORMAT = 3   # 3: samples keyed by problem id (samplers/keyed.py)
-
 
 _HASHES: dict[tuple, str] = {}
 
@@ -81,7 +77,7 @@ def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task)
     problems, n, sampling, sampler and its settings, seed, verifier, result format.
 
     ``checkpoint`` (the path) is recorded for the reader but not compared (see
-    :func:`differences`).
+    results/provenance.differences).
     """
     sampler = {k: v for k, v in dict(cfg["sampler"]).items() if k not in _SAMPLER_IRRELEVANT}
     adaptive = adaptive_probe.settings(cfg["probe"])
@@ -90,34 +86,3 @@ def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task)
             "data_sha": data_hash(records), "problems": len(records), "n": int(cfg["n"]),
             "seed": int(cfg["probe"]["seed"]), "sampling": dict(cfg["sampling"]), "sampler": sampler,
             "verifier": verifier_version(), "checkpoint": os.path.abspath(model_path)}
-
-
-def _flat(d: Mapping, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
-def differences(stored: Mapping | None, wanted: Mapping) -> list[str]:
-    """Human-readable differences ``"n=256 (now 64)"`` between two provenance records,
-    ignoring the checkpoint path; ``["no record of its settings"]`` when ``stored`` is None."""
-    if stored is None:
-        return ["no record of its settings (written by an older rlboundary)"]
-    a, b = _flat(stored), _flat(wanted)
-    a.pop("checkpoint", None), b.pop("checkpoint", None)
-    return [f"{k}={a.get(k, '-')} (now {b.get(k, '-')})"
-            for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
-
-
-def settings_line(prov: Mapping) -> str:
-    """A short line of the settings a result was probed with (for metrics, report, console)."""
-    s = prov.get("sampling", {})
-    return (f"n={prov.get('n')} T={s.get('temperature')} top_p={s.get('top_p')} "
-            f"max_new={s.get('max_new_tokens')} sampler={prov.get('sampler', {}).get('name')} "
-            f"seed={prov.get('seed')} model={prov.get('model_sha')} data={prov.get('data_sha')}"
-            + (" adaptive(round={round} tol={tol} min={min_samples})".format(**prov["adaptive"])
-               if prov.get("adaptive") else ""))

@@ -3,7 +3,7 @@
 Why: on CPU with a small model both stages are mostly Python dispatching small torch ops, so two
 threads of one interpreter take turns on the GIL instead of using two cores (measured on the
 tiny base, 48 x 256 samples: the threaded pipeline ran at ~70% of the sampler's rate). Here the
-second stage runs in a fresh interpreter (``python -c "from rlboundary.trainer.post_worker import
+second stage runs in a fresh interpreter (``python -c "from rlboundary.probing.post_worker import
 serve; serve()"``, as the verifier's workers do, so no caller's ``__main__`` is re-imported)
 holding its own copy of the base model; on GPU the threaded stage is used instead (CUDA kernels
 release the GIL, and a second copy of the base model would cost GPU memory).
@@ -27,7 +27,7 @@ import time
 import traceback
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_COMMAND = "from rlboundary.trainer.post_worker import serve; serve()"
+_COMMAND = "from rlboundary.probing.post_worker import serve; serve()"
 _HEAD = struct.Struct("<Q")
 
 
@@ -55,10 +55,10 @@ def finish_chunk(records, job, prompts, batch, reuse_logprobs: bool, base_model=
     ``-> (per-problem rows, per-sample rows)``. ``reuse_logprobs``: the sampler is the base
     model at T=1, top-p 1, so its log-probabilities are the base's (no scoring pass; they
     equal a teacher-forced pass: tests/test_samplers.py)."""
+    from rlboundary.probing.rows import aggregate
+    from rlboundary.samplers.rollout import score_samples
+    from rlboundary.samplers.scoring import score_nll
     from rlboundary.tasks import TASKS
-    from rlboundary.trainer.probe_rows import aggregate
-    from rlboundary.trainer.rollout import score_samples
-    from rlboundary.trainer.scoring import score_nll
 
     task, n = TASKS.get(job["task"]), int(job["n"])
     samples = score_samples(task, records, batch, n, first=int(job.get("first", 0)))

@@ -1,15 +1,14 @@
 """Per-sample rows -> the per-problem table every probe reads (``PROBLEM_COLUMNS``).
 
-Used by the probe workers (trainer/fanout.py) on each chunk they sample and score; the probe
-runner stores the result (trainer/store.py) and runs the registered probes on it.
+Used by the probe workers (probing/fanout.py) on each chunk they sample and score; the probe
+runner stores the result (results/store.py) and runs the registered probes on it.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from rlboundary.probes import (answer_diversity, grouped_summary, response_perplexity,
-                               summary_keys)
+from rlboundary.probes import answer_diversity, grouped_summary, response_perplexity, summary_keys
 from rlboundary.tasks.schema import Record
 from rlboundary.tasks.verify import answer_key
 

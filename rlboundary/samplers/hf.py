@@ -8,7 +8,7 @@ dominates. Here each prompt is prefilled ONCE, its KV cache is copied to its ``n
 
 * prompts of different lengths are left-padded; pad keys are masked and position ids count
   real tokens only, so every row sees exactly what an unpadded forward pass would;
-* Llama-family models (llama, mistral, qwen2) decode through :class:`~rlboundary.trainer.samplers.steppers.FastLlama`: a
+* Llama-family models (llama, mistral, qwen2) decode through :class:`~rlboundary.samplers.steppers.FastLlama`: a
   preallocated KV cache (no per-step ``torch.cat``), fused QKV and gate/up matmuls, and no
   per-step mask building; any other causal LM falls back to :class:`HFStepper`, the
   model's own forward with a ``DynamicCache``;
@@ -18,21 +18,22 @@ dominates. Here each prompt is prefilled ONCE, its KV cache is copied to its ``n
 
 Per token we record the log-probability of the sampled token and the exact entropy (nats) of
 the distribution sampled from: ``softmax(logits / T)``, truncated to the top-p nucleus and
-renormalised when ``top_p < 1`` (``scoring.dist_stats``), the same quantity vLLM returns as
+renormalised when ``top_p < 1`` (``tokens.dist_stats``), the same quantity vLLM returns as
 processed logprobs, so ``logprob_sum`` means one thing whichever sampler drew the samples.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from rlboundary.trainer.samplers import SAMPLERS, SampleBatch, decode_responses, keyed
-from rlboundary.trainer.samplers.steppers import FastLlama, HFStepper
-from rlboundary.trainer.scoring import dist_stats, encode_prompts
+from rlboundary.samplers import keyed
+from rlboundary.samplers.api import SAMPLERS, SampleBatch, decode_responses
+from rlboundary.samplers.steppers import FastLlama, HFStepper
+from rlboundary.samplers.tokens import dist_stats, encode_prompts, left_pad
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -61,22 +62,11 @@ def _num_threads(n: int | None):
         torch.set_num_threads(old)
 
 
-def _left_pad(prompts: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token lists -> ``ids (u, P)`` left-padded with ``pad_id`` and ``mask (u, P)`` (1 = real)."""
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-        mask[i, width - len(p) :] = 1
-    return ids, mask
-
-
 def _pick(logits: torch.Tensor, temperature: float, top_p: float, gen: torch.Generator,
           u: torch.Tensor | None = None):
     """Sample one token per row of ``logits (R, V)``: ``-> (tok (R,), logprob (R,), entropy (R,))``.
 
-    The distribution is :func:`~rlboundary.trainer.scoring.dist_stats`'s: ``softmax(logits/T)``
+    The distribution is :func:`~rlboundary.samplers.tokens.dist_stats`'s: ``softmax(logits/T)``
     truncated to its top-p nucleus and renormalised; the recorded log-probability and entropy
     are of that same distribution (what vLLM reports as processed logprobs). Inverse-CDF
     sampling with one uniform per row (much cheaper than one random number per vocabulary
@@ -204,7 +194,7 @@ class HFSampler:
         """
         dev = self.device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        ids, mask = _left_pad(prompts, pad)
+        ids, mask = left_pad(prompts, pad)
         ids, mask = ids.to(dev), mask.to(dev)
         R = len(prompts) * m
         out_tok = torch.full((R, max_new), pad, dtype=torch.long, device=dev)

@@ -5,7 +5,8 @@ Layout (see README "Results store"):
     RUN_DIR/probes/<dataset>/step_<step:08d>.parquet          per-problem rows (CONTRACTS)
     RUN_DIR/probes/<dataset>/step_<step:08d>.samples.parquet  raw samples, zstd (optional)
     RUN_DIR/probes/<dataset>/step_<step:08d>.parts/           chunks of a probe in progress
-    RUN_DIR/metrics.jsonl                                     one line per (kind, step, dataset)
+    RUN_DIR/metrics.jsonl                                     one line per (kind, step, dataset):
+                                                              results/metrics.py
 
 A probe writes each finished chunk of problems as a part (samples first, then the per-problem
 file, which marks the chunk done); a killed probe resumes from the parts it finds, and the final
@@ -26,15 +27,13 @@ Files are written atomically with the user's umask (:mod:`rlboundary.fileio`).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import glob
 import json
 import os
 import re
 import shutil
-import tempfile
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -153,11 +152,18 @@ class ProbeStore:
                 return json.load(fh)
         return None
 
+    def has_parts(self) -> bool:
+        """A probe of this step was started (and not finished) here."""
+        return os.path.isdir(self.parts)
+
     def start(self, provenance: Mapping[str, Any]) -> None:
-        """Record what the parts about to be written are produced with (before the first)."""
+        """Record what the parts about to be written are produced with, once, before the first
+        (a resumed probe keeps the record it started with)."""
+        path = os.path.join(self.parts, "provenance.json")
+        if os.path.exists(path):
+            return
         os.makedirs(self.parts, exist_ok=True)
-        write_text(os.path.join(self.parts, "provenance.json"),
-                   json.dumps(provenance, sort_keys=True, indent=1, default=str))
+        write_text(path, json.dumps(provenance, sort_keys=True, indent=1, default=str))
 
     def clear(self) -> None:
         """Remove this step's results (final, samples and parts): ``force=true``."""
@@ -216,63 +222,8 @@ class ProbeStore:
             raise FileNotFoundError(f"no probe results at {self.final}")
         return read_rows(self.final, self.dataset, self.step)
 
-    def copy_from(self, other: "ProbeStore") -> None:
+    def copy_from(self, other: ProbeStore) -> None:
         """Copy another store's final files here (the shared base-model cache into a run)."""
         for src, dst in ((other.samples, self.samples), (other.final, self.final)):
             if os.path.exists(src):
                 atomic_write(dst, lambda tmp, s=src: shutil.copyfile(s, tmp))
-
-
-@contextlib.contextmanager
-def _metrics_lock(run_dir: str):
-    """An exclusive lock on RUN_DIR/metrics.jsonl: the trainer and its probe worker both write."""
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, ".metrics.lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _key(row: dict) -> tuple:
-    return (row.get("kind", "probe"), row["step"], row.get("dataset") or "")
-
-
-def upsert_metrics(run_dir: str, row: dict) -> None:
-    """Replace the line of (kind, step, dataset) in metrics.jsonl, atomically and under a lock.
-
-    Probe lines carry ``dataset``; training lines carry ``kind: "train"`` and no dataset.
-    """
-    path = os.path.join(run_dir, "metrics.jsonl")
-    with _metrics_lock(run_dir):
-        rows = [r for r in read_metrics(run_dir) if _key(r) != _key(row)]
-        rows.append(row)
-        rows.sort(key=lambda r: (r.get("kind", "probe"), r.get("dataset") or "", r["step"]))
-        write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-
-
-def remove_metrics(run_dir: str, kind: str, step: int, dataset: str) -> None:
-    """Drop the line of (kind, step, dataset) from metrics.jsonl, if any (under the lock)."""
-    path = os.path.join(run_dir, "metrics.jsonl")
-    with _metrics_lock(run_dir):
-        rows = read_metrics(run_dir)
-        keep = [r for r in rows if _key(r) != (kind, step, dataset)]
-        if len(keep) != len(rows):
-            write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in keep))
-
-
-def read_metrics(run_dir: str) -> list[dict]:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def write_json(path: str, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
-
-
-def scratch_dir(prefix: str) -> str:
-    return tempfile.mkdtemp(prefix=prefix)

@@ -23,7 +23,7 @@ the neighbouring token. Samples are then identical almost always, not bit for bi
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

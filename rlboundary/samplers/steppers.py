@@ -3,7 +3,7 @@
 :class:`FastLlama` calls a Llama-family model's submodules directly with a preallocated,
 block-grown KV cache and shared-prefix attention; :class:`HFStepper` is the generic fallback
 through the model's own forward and ``DynamicCache``. Both expose the same three calls
-(prefill, step, compact) so :mod:`rlboundary.trainer.samplers.hf` never branches on the model.
+(prefill, step, compact) so :mod:`rlboundary.samplers.hf` never branches on the model.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ _FAST_TYPES = {"llama", "mistral", "qwen2"}
 _BLOCK = 32  # generated-token cache grows by blocks of this many slots (see FastLlama._grow)
 
 
-def _prefill(model, ids: torch.Tensor, mask: torch.Tensor):
+def prefill(model, ids: torch.Tensor, mask: torch.Tensor):
     """One forward over the (left-padded) prompts: ``-> (last logits (u, V), DynamicCache)``."""
     from transformers import DynamicCache
 
@@ -34,7 +34,7 @@ class HFStepper:
 
     def prefill(self, ids, mask, m: int, max_new: int) -> torch.Tensor:
         """Prefill ``u`` prompts once, copy each cache to its ``m`` rows; ``-> logits (u*m, V)``."""
-        logits, self.cache = _prefill(self.model, ids, mask)
+        logits, self.cache = prefill(self.model, ids, mask)
         row_src = torch.arange(ids.shape[0], device=ids.device).repeat_interleave(m)
         self.cache.batch_select_indices(row_src)
         width = ids.shape[1]
@@ -116,7 +116,7 @@ class FastLlama:
 
     def prefill(self, ids, mask, m: int, max_new: int) -> torch.Tensor:
         """HF forward over ``u`` prompts; keep their K/V ``(u, Hkv, P, D)`` once; ``-> (u*m, V)``."""
-        logits, cache = _prefill(self.model, ids, mask)
+        logits, cache = prefill(self.model, ids, mask)
         (u, width), dev = ids.shape, ids.device
         if self.window is not None and width + max_new > self.window:
             raise ValueError("sequence longer than the sliding window; use fast_path=false")

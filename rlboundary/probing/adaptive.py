@@ -17,14 +17,15 @@ the same stopping decisions and the same chunks as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from rlboundary.probes import freeze
-from rlboundary.trainer.probe_rows import PROBLEM_COLUMNS, aggregate
+from rlboundary.probing.rows import PROBLEM_COLUMNS, aggregate
 
 #: Part ids of round r are r * ROUND_STRIDE + chunk.
 ROUND_STRIDE = 100_000
@@ -53,7 +54,7 @@ def run(store, records: Sequence, job: Mapping[str, Any], adaptive: Mapping[str,
     ``job``: the chunk job of the full probe (its ``n`` is the target N); ``chunk``: the full
     probe's problems per part (a round's part holds ``chunk * N / R`` problems, so parts keep
     the full probe's number of samples and the sampler its batch size); ``run_chunks(jobs,
-    on_result)``: fans ``[(part_id, records, job)]`` out (trainer/fanout.py); ``save``: also
+    on_result)``: fans ``[(part_id, records, job)]`` out (probing/fanout.py); ``save``: also
     keep the samples' texts and tokens. Prints the samples used at the end.
     """
     N, R = int(job["n"]), int(adaptive["round"])
