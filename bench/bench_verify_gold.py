@@ -11,7 +11,6 @@ Run from the repository root: `python bench/bench_verify_gold.py`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ except ImportError:  # run as a script from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from rlboundary.tasks import verify as V
 from rlboundary.tasks import verify_worker
-from rlboundary.tasks.math_datasets import normalise_answer
+from rlboundary.tasks.math_datasets import gold_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"omni_math_rule": "omni_math_rule.jsonl", "math500": "math500.jsonl"}
@@ -61,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             print(f"{name:<16} {path} is absent")
             continue
-        with open(path) as f:
-            answers = [normalise_answer(json.loads(line)["answer"]) for line in f]
-        r = check(answers)
+        r = check(gold_answers(str(path), name))
         ok = {k: r["n"] - len(v) for k, v in r["failed"].items()}
         stages = ", ".join(f"{k} {v}" for k, v in r["stages"].most_common())
         print(f"{name:<16}{r['n']:>8}{ok['self']:>7}{ok['boxed']:>7}{ok['response']:>9}"

@@ -10,7 +10,7 @@ import pandas as pd
 
 from rlboundary.probes import answer_diversity, grouped_summary, response_perplexity, summary_keys
 from rlboundary.tasks.schema import Record
-from rlboundary.tasks.verify import answer_key
+from rlboundary.tasks.verify_keys import answer_key
 
 PPL_SUMMARY = summary_keys("ppl_base")
 ANSWER_COLUMNS = ["answers_distinct", "answers_entropy", "answers_distinct_correct",

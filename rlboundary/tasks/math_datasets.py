@@ -48,6 +48,14 @@ def normalise_answer(answer: str) -> str:
     return answer.strip()
 
 
+def gold_answers(path: str, source: str) -> list[str]:
+    """The gold answers of an Omni-MATH-Rule or MATH500 jsonl file, in file order, unwrapped as
+    the loaders unwrap them (what bench/bench_verify_gold.py and bench_reward_holes.py audit);
+    BadRecord names a row without one."""
+    return [normalise_answer(require(row, "answer", f"{source} row {i + 1}"))
+            for i, row in enumerate(read_jsonl(path, source))]
+
+
 def load_omni_math_rule(path: str, seed: int = 0, n_test: int = 821) -> list[Record]:
     rows = read_jsonl(path, "omni_math_rule")
     records = []

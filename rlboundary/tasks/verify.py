@@ -8,8 +8,13 @@ loop (threads, Ray actors) it runs unbounded and an answer like ``9^{9^{9}}`` st
 
 :func:`verify` works in stages, cheapest first; :func:`verify_explain` also says which decided:
 
-1. ``string``: normalised strings equal (no sympy); ``integer``: both plain integers.
-2. ``several values``: a list, set or tuple on either side (:mod:`.verify_values`). Unordered
+1. ``string``: normalised strings equal (no sympy; brace-less ``\\dfrac n 2`` is read as
+   ``\\frac{n}{2}``, ``1 000`` as 1000); ``integer``: both plain integers.
+2. ``several values``: a list, set or tuple on either side (:mod:`.verify_values`). Inside a
+   bracket pair a top-level comma always separates items: ``(5,120)`` is ``(5, 120)``, never the
+   number 5120, and ``(0,120)`` is never 120. An inequality in one variable against an interval
+   is read as the interval it describes (``0<x<1`` is ``(0,1)``, ``x \\ge 3`` is
+   ``[3,\\infty)``). Unordered
    lists of solutions (``1, 2, 3``, ``1 and 2 and 3``, ``\\{1,2\\}``, several ``\\boxed{}`` when the
    gold has several values) match as sets, item by item through these same stages; tuples and
    intervals match in order, brackets included; a bare list may stand for a ``(..)`` tuple (in
@@ -18,14 +23,30 @@ loop (threads, Ray actors) it runs unbounded and an answer like ``9^{9^{9}}`` st
 3. percent: ``%``, ``\\%``, ``\\text{ percent}`` and ``percent`` are one mark, and optional:
    ``50\\%`` matches ``50`` and ``0.5`` (as math-verify's ``9\\% = 9`` rule and the MATH
    normaliser, which strips ``\\%``); ``0.5\\%`` does not match ``50``.
-4. ``guard``: answers that could stall sympy are scored wrong (:mod:`.verify_guard`).
+4. ``units``: a unit written as text after a value (``5 \\text{ cm}``) is compared as written,
+   spaces aside: ``5 \\text{ m}`` against ``5 \\text{ cm}`` is wrong (math-verify drops units and
+   would say equal); a bare value matches a gold with a unit (the question names the unit), and
+   the values decide through these same stages. ``centimeters`` against ``cm`` is wrong too: no
+   unit table. ``guard``: answers that could stall sympy are scored wrong
+   (:mod:`.verify_guard`).
 5. ``exact number``: both sides plain numbers (integers, decimals, fractions, powers,
    factorials) are compared as rationals; a decimal matches within one part in a million
-   (:mod:`.verify_numbers`). math-verify's absolute tolerance would score ``\\frac{1}{2^{98}}``
-   right for ``\\frac{1}{2^{99}}``; here no two numbers a factor of 2 apart ever match.
+   (:mod:`.verify_numbers`), or when it is the other number rounded to its own places with 4
+   or more significant digits (``2.6667`` for ``\\frac83``). math-verify's absolute tolerance
+   would score ``\\frac{1}{2^{98}}`` right for ``\\frac{1}{2^{99}}``; here no two numbers a factor
+   of 2 apart ever match. Scientific notation ``4.8e8`` is ``4.8 \\times 10^{8}`` (a decimal, ``e``,
+   an integer); a decimal comma (``1,22``, ``0,111``) is read as a decimal point against a
+   decimal gold when it cannot be a thousands separator. Degrees are compared in degrees:
+   ``30^{\\circ}`` is 30, and ``\\frac{\\pi}{6}`` against it is wrong (the question asks for one
+   unit; no conversion).
 6. ``math-verify`` in a worker process per calling thread, stopped at the time limit
    (``timeout`` when it is hit), its "equal" vetoed for numbers relatively far apart
-   (:mod:`.verify_worker`). Nothing raises but :class:`VerifierUnavailable`; model text is
+   (:mod:`.verify_worker`), and for expressions in different variables (``2`` against
+   ``\\frac{n^2}{4}+\\frac{n}{2}``). ``gold misread``: when math-verify's parse of the gold lost
+   what it says (a plain number for a gold that writes variables, relations, set braces or a
+   number in another base, ``11111001110_8``), that parse decides nothing: wrong, counted
+   apart (``stats()["gold_misread"]``); only the stages above can reward such a gold.
+   Nothing raises but :class:`VerifierUnavailable`; model text is
    never eval'd. Workers are their own interpreters, so any caller works: a script without an
    ``if __name__ == "__main__":`` guard, ``python -`` on stdin, a notebook.
 
@@ -37,18 +58,23 @@ which accept some equivalent forms those rules reject, so absolute accuracies di
 
 from __future__ import annotations
 
-import enum
 import functools
 import logging
 import re
-import threading
 import time
-from collections import OrderedDict
 from typing import NamedTuple
 
 from rlboundary.tasks import verify_numbers, verify_values, verify_worker
+from rlboundary.tasks.verify_calls import (  # noqa: F401  (public)
+    Verdict,
+    bump,
+    reset_stats,
+    stats,
+    sympy_verdict,
+)
 from rlboundary.tasks.verify_extract import (
     boxed_answers,
+    brace_fracs,
     extract_answer,
     normalize,
     tagged_answer,
@@ -62,6 +88,7 @@ from rlboundary.tasks.verify_guard import (  # noqa: F401  (public)
     MAX_LEN,
     risky,
 )
+from rlboundary.tasks.verify_keys import answer_key  # noqa: F401  (public)
 from rlboundary.tasks.verify_worker import (  # noqa: F401  (public)
     VerifierUnavailable,
     shutdown,
@@ -70,55 +97,17 @@ from rlboundary.tasks.verify_worker import (  # noqa: F401  (public)
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 3.0  # seconds per math-verify comparison (and per several-value answer)
-CACHE_SIZE = 50_000  # (pred, gold) pairs remembered from the sympy path
-
-_COUNTERS = ("calls", "exact_match", "integer", "exact_number", "several_values", "sympy_calls",
-             "cache_hits", "correct", "timeouts", "guarded", "unparseable", "worker_restarts",
-             "crashes")
-
-
-class Verdict(str, enum.Enum):
-    CORRECT = "correct"
-    WRONG = "wrong"
-    TIMEOUT = "timeout"
-    UNPARSEABLE = "unparseable"
-
 
 class Explanation(NamedTuple):
     """What :func:`verify_explain` found: the verdict, the stage that decided it ("no answer",
-    "string", "integer", "several values", "guard", "exact number", "math-verify", "timeout",
-    "error"), the two answers as compared, and a note (e.g. each item's stage). A NamedTuple,
+    "string", "integer", "several values", "units", "guard", "exact number", "math-verify",
+    "gold misread", "timeout", "error"), the two answers as compared, and a note (e.g. each item's stage). A NamedTuple,
     not a dataclass: verl may load this file as a module missing from ``sys.modules``."""
     verdict: Verdict
     stage: str
     answer: str | None
     gold: str
     detail: str = ""
-
-
-_stats_lock = threading.Lock()
-_stats = dict.fromkeys(_COUNTERS, 0)
-_restart_base = 0  # the workers' restart count at the last reset
-
-
-def _bump(key: str) -> None:
-    with _stats_lock:
-        _stats[key] += 1
-
-
-def stats() -> dict:
-    """Counters since the last reset, all threads together. ``exact_match``/``integer``/
-    ``exact_number``/``guarded``: decided by that stage (items of several-value answers count
-    too); ``sympy_calls``: sent to a worker; ``crashes``: worker failures."""
-    with _stats_lock:
-        return {**_stats, "worker_restarts": verify_worker.restart_count() - _restart_base}
-
-
-def reset_stats() -> None:
-    global _restart_base
-    with _stats_lock:
-        _stats.update(dict.fromkeys(_COUNTERS, 0))
-        _restart_base = verify_worker.restart_count()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -148,38 +137,6 @@ def _int_key(s: str) -> str:
 
 
 # ----------------------------------------------------------------------------- stages
-_cache_lock = threading.Lock()
-_cache: OrderedDict = OrderedDict()  # (pred, gold) -> (Verdict, timeout it was found with)
-
-
-def _sympy_verdict(pred: str, gold: str, timeout: float) -> Verdict:
-    with _cache_lock:
-        hit = _cache.get((pred, gold))
-        if hit is not None and (hit[0] is not Verdict.TIMEOUT or timeout <= hit[1]):
-            _cache.move_to_end((pred, gold))
-        else:
-            hit = None
-    if hit is not None:
-        _bump("cache_hits")
-        return hit[0]
-    _bump("sympy_calls")
-    kind, detail = verify_worker.ask(pred, gold, timeout)
-    if kind == "ok":
-        verdict = Verdict.CORRECT if detail else Verdict.WRONG
-    elif kind in ("timeout", "hard"):
-        verdict = Verdict.TIMEOUT
-    else:
-        _bump("crashes")
-        log.debug("verifier worker failed (%s): %s", kind, detail)
-        verdict = Verdict.WRONG
-    with _cache_lock:
-        _cache[(pred, gold)] = (verdict, timeout)
-        _cache.move_to_end((pred, gold))
-        while len(_cache) > CACHE_SIZE:
-            _cache.popitem(last=False)
-    return verdict
-
-
 _OK, _NO, _TIMEOUT = Verdict.CORRECT, Verdict.WRONG, Verdict.TIMEOUT
 _UNDECIDED = None  # from a cheap pass: only a worker could decide
 _SINGLE = "single"  # from _several: let the single-value stages decide
@@ -194,31 +151,40 @@ def _decide(pred: str, gold: str, timeout: float, deadline: float | None = None,
     if len(pred) <= 4 * MAX_LEN:  # longer ones cannot pass the guard anyway
         norm_pred, norm_gold = normalize(pred), normalize(gold)
         if norm_pred and norm_pred == norm_gold:
-            _bump("exact_match")
+            bump("exact_match")
             return _OK, "string", ""
         if _INT.fullmatch(norm_pred) and _INT.fullmatch(norm_gold):
-            _bump("integer")
+            bump("integer")
             return (_OK if _int_key(norm_pred) == _int_key(norm_gold) else _NO), "integer", ""
+        if "," in norm_pred or "," in norm_gold:  # 1,22 against 1.22: a decimal comma
+            norm_pred, norm_gold = verify_numbers.decimal_comma(norm_pred, norm_gold)
         if depth < 2:
             shapes = verify_values.shape(norm_pred), verify_values.shape(norm_gold)
+            interval = _inequality_as_interval(norm_pred, norm_gold, shapes, timeout, deadline,
+                                               depth, cheap)
+            if interval is not None:
+                return interval
             if shapes[0].kind != "single" or shapes[1].kind != "single":
                 decided = _several(*shapes, timeout, deadline, depth, cheap)
                 if decided is not _SINGLE:
                     return decided
+    units = _units(pred, gold, timeout, deadline, depth, cheap)
+    if units is not None:
+        return units
     pred_body, pred_pct = verify_values.split_percent(pred)
     gold_body, gold_pct = verify_values.split_percent(gold)
     if (pred_pct or gold_pct) and norm_pred is not None:
         norm_pred, norm_gold = normalize(pred_body), normalize(gold_body)
         if norm_pred and norm_pred == norm_gold:
-            _bump("exact_match")
+            bump("exact_match")
             return _OK, "string", "percent mark dropped"
     if risky(pred_body) or risky(gold_body):
-        _bump("guarded")
+        bump("guarded")
         return _NO, "guard", ""
     if norm_pred is not None:
         exact = verify_numbers.compare(norm_pred, norm_gold, pred_pct, gold_pct)
         if exact is not None:
-            _bump("exact_number")
+            bump("exact_number")
             return (_OK if exact else _NO), "exact number", ""
     if cheap:
         return _UNDECIDED
@@ -226,8 +192,44 @@ def _decide(pred: str, gold: str, timeout: float, deadline: float | None = None,
         timeout = min(timeout, deadline - time.monotonic())
         if timeout <= 0:
             return _TIMEOUT, "timeout", "no time left for math-verify"
-    verdict = _sympy_verdict(pred_body, gold_body, timeout)
+    verdict, note = sympy_verdict(brace_fracs(pred_body), brace_fracs(gold_body), timeout)
+    if note:
+        bump("gold_misread")
+        return verdict, "gold misread", note
     return verdict, ("timeout" if verdict is _TIMEOUT else "math-verify"), ""
+
+
+def _inequality_as_interval(norm_pred: str, norm_gold: str, shapes, timeout: float,
+                            deadline: float | None, depth: int, cheap: bool):
+    """An inequality in one variable on one side, an interval on the other (``0<x<1`` against
+    ``(0,1)``): the inequality is read as its interval and the two compared as intervals;
+    None when that is not the case."""
+    for i, (mine, other_shape) in enumerate(((norm_pred, shapes[1]), (norm_gold, shapes[0]))):
+        interval = verify_values.as_interval(mine) if other_shape.kind == "tuple" else None
+        if interval is None or len(other_shape.items) != 2:
+            continue
+        shape = verify_values.shape(interval)
+        both = (shape, other_shape) if i == 0 else (other_shape, shape)
+        decided = _several(*both, timeout, deadline, depth, cheap)
+        if decided is _UNDECIDED or decided is _SINGLE:
+            return decided if decided is _UNDECIDED else None
+        return decided[0], decided[1], "inequality read as an interval; " + decided[2]
+    return None
+
+
+def _units(pred: str, gold: str, timeout: float, deadline: float | None, depth: int,
+           cheap: bool):
+    """Answers ending in a unit written as text: different units are wrong; otherwise the values
+    decide (a bare number matches a gold with a unit, the question's unit). None when neither
+    side has a unit."""
+    pred_value, pred_unit = verify_values.split_unit(pred)
+    gold_value, gold_unit = verify_values.split_unit(gold)
+    if pred_unit is None and gold_unit is None:
+        return None
+    if pred_unit is not None and gold_unit is not None and pred_unit != gold_unit:
+        bump("units")
+        return _NO, "units", f"{pred_unit} against {gold_unit}"
+    return _decide(pred_value, gold_value, timeout, deadline, depth, cheap)
 
 
 def _several(pred: verify_values.Shape, gold: verify_values.Shape, timeout: float,
@@ -237,11 +239,11 @@ def _several(pred: verify_values.Shape, gold: verify_values.Shape, timeout: floa
     stages should decide (a tuple or set against one expression). The items' math-verify calls
     share one ``timeout`` (from ``deadline``, else from when the first one starts)."""
     def verdict(v: Verdict, note: str):
-        _bump("several_values")
+        bump("several_values")
         return v, "several values", note
 
     if len(pred.items) > verify_values.MAX_VALUES or len(gold.items) > verify_values.MAX_VALUES:
-        _bump("guarded")
+        bump("guarded")
         return _NO, "guard", f"more than {verify_values.MAX_VALUES} values"
     if gold.kind == "single":
         if pred.kind == "set" and len(set(pred.items)) >= 2:
@@ -311,18 +313,18 @@ def _explain(pred, gold, timeout: float | None) -> tuple:
 
 
 def _run(pred, gold, timeout: float | None) -> tuple:
-    _bump("calls")
+    bump("calls")
     try:
         out = _explain(pred, gold, timeout)
     except VerifierUnavailable:
         raise
     except Exception as e:
         log.warning("answer verification failed; scored wrong", exc_info=True)
-        _bump("crashes")
+        bump("crashes")
         out = (_NO, "error", pred, "" if gold is None else str(gold), repr(e)[:200])
     counter = _VERDICT_COUNTER.get(out[0])
     if counter:
-        _bump(counter)
+        bump(counter)
     return out
 
 
@@ -363,17 +365,3 @@ def compute_score(data_source, solution_str, ground_truth, extra_info=None, **kw
     acc = bool(verdicts) and verdicts[-1] is Verdict.CORRECT
     return {"score": 1.0 if acc else 0.0, "acc": acc, "pred": pred or "",
             "timeout": not acc and Verdict.TIMEOUT in verdicts}
-
-
-def answer_key(pred: str | None) -> str | None:
-    """The class of an extracted answer for counting distinct answers (probes/diversity.py):
-    the verifier's normalised string, or ``#<fraction>`` for a plain number (so "0.5", "1/2"
-    and "\\frac{1}{2}" are one answer); None for no answer. Cheap: no sympy, no worker."""
-    if not pred:
-        return None
-    s = normalize(pred)
-    if not s:
-        return None
-    number = verify_numbers.plain_number(s)
-    return f"#{number[0]}" if number is not None else s
-

@@ -108,19 +108,55 @@ _DROP = re.compile(r"\\left(?![a-zA-Z])|\\right(?![a-zA-Z])|\\displaystyle|\\[!,
                    r"|\\\$|\$|\\\[|\\\]|\\\(|\\\)|~|\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|°|\\degree")
 _SUBS = [(re.compile(r"\\(?:text|textbf|textrm|mathrm|mbox|operatorname)\s*\{([^{}]*)\}"), r"\1"),
          (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
-         (re.compile(r"\\frac\s*(\d)\s*(\d)"), r"\\frac{\1}{\2}"),
          (re.compile(r"\\sqrt\s*(\d)"), r"\\sqrt{\1}"),
          (re.compile(r"\\(le|ge)(?![a-zA-Z])"), r"\\\1q"),
          (re.compile(r"\s+"), " "),
          # keep "pi r", "2 3" and "2, 100" (a list, where "2,100" is a number)
          (re.compile(r"(?<![A-Za-z0-9,]) | (?![A-Za-z0-9])"), "")]
 _THIN_COMMA = re.compile(r",\s*\\!\s*(?=\d)")
+_SPACE_THOUSANDS = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?: \d{3})+(?![\d.,])")
 _PERCENT = re.compile(r"\s*(?:\\?%|(?<![A-Za-z])percent(?![A-Za-z]))")
+
+
+_FRAC = re.compile(r"\\[dt]?frac(?![a-zA-Z])")
+_ARG = re.compile(r"\s*(\\[A-Za-z]+|[A-Za-z0-9])")
+
+
+def _frac_arg(s: str, i: int) -> tuple[str, int] | None:
+    """The argument of ``\\frac`` starting at ``s[i]`` (spaces skipped) and where it ends: a
+    braced group, or one letter, digit or command, as TeX reads ``\\frac n2``."""
+    j = i
+    while j < len(s) and s[j] == " ":
+        j += 1
+    if j < len(s) and s[j] == "{":
+        end = _close_brace(s, j, 4000)
+        return (s[j + 1:end], end + 1) if end >= 0 else None
+    m = _ARG.match(s, i)
+    return (m.group(1), m.end()) if m else None
+
+
+def brace_fracs(s: str) -> str:
+    """``\\dfrac {n^2} 4 + \\dfrac n 2`` -> ``\\frac{n^2}{4} + \\frac{n}{2}``: every ``\\frac``,
+    ``\\dfrac`` and ``\\tfrac`` with both arguments braced. math-verify misreads brace-less
+    arguments (it parsed that gold as the number 2), so both sides reach it in this form."""
+    if "frac" not in s:
+        return s
+    out, i = [], 0
+    for m in _FRAC.finditer(s):
+        if m.start() < i:
+            continue
+        num = _frac_arg(s, m.end())
+        den = _frac_arg(s, num[1]) if num else None
+        if den is None:
+            continue
+        out.append(s[i:m.start()] + "\\frac{" + brace_fracs(num[0]) + "}{" + brace_fracs(den[0]) + "}")
+        i = den[1]
+    return "".join(out) + s[i:]
 
 
 def normalize(s: str | None) -> str:
     """Cheap, conservative string normalisation: equal outputs mean equal answers."""
-    s = (s or "").strip()
+    s = brace_fracs((s or "").strip())
     while s.startswith(("\\boxed", "\\fbox")) and _close_brace(s, i := s.find("{")) == len(s) - 1:
         s = s[i + 1:-1].strip()
     if "\\!" in s:  # 11,\! 111: a thousands separator, not a list
@@ -128,6 +164,8 @@ def normalize(s: str | None) -> str:
     s = _DROP.sub("", s).strip()
     for pattern, repl in _SUBS:
         s = pattern.sub(repl, s)
+    if " " in s:  # 1 000 000: thousands groups separated by spaces (SI style)
+        s = _SPACE_THOUSANDS.sub(lambda m: m.group().replace(" ", ""), s)
     if "%" in s or "percent" in s:  # one mark: %, \%, \text{ percent}, percent
         s = _PERCENT.sub(r"\\%", s)
     return s[:-1] if s.endswith(".") and not s.endswith("..") else s

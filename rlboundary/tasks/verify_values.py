@@ -6,12 +6,15 @@ numeric tolerance):
 
 - an **unordered list of solutions**: top-level items split by ``,`` ``;`` and the words
   ``and``/``or`` (``1, 2, 3``, ``1 and 2 and 3``, ``21, 16 or 11``, ``x=1 or x=2``), or a set
-  ``\\{1, 2\\}``. One ``\\pm`` in an item stands for two items (``\\pm\\frac94``). Words split only
+  ``\\{1, 2\\}`` (``A OR B``, as one Omni-MATH-Rule gold gives two forms of its answer, too: an
+  answer naming a wrong form beside a right one is wrong). One ``\\pm`` in an item stands for two items (``\\pm\\frac94``). Words split only
   when no item holds a word of two or more letters, so prose (``if and only if``) stays one value.
 - an **ordered tuple**: one bracketed group with top-level commas, ``(1, 2)``, and intervals
   ``(0, 1]``, ``[2, \\infty)``; the brackets are part of it.
 - anything else is a **single** value. ``58,500`` and ``10{,}080`` are single numbers (thousands
-  groups: three digits after each comma, none after the last group), as math-verify reads them.
+  groups: three digits after each comma, none after the last group, a first group that does not
+  start with ``0``), as math-verify reads them; but inside a bracket pair every top-level comma
+  separates items, so ``(5,120)`` is the pair ``(5, 120)`` and ``(0,120)`` never reads as 120.
 
 The rules of the comparison itself are in :func:`rlboundary.tasks.verify._several`.
 """
@@ -25,8 +28,8 @@ MAX_VALUES = 32  # answers with more items than this are guarded
 
 _PCT = re.compile(r"\s*(?:\\%|%|\\(?:text|textrm|mathrm|mbox)\s*\{\s*(?:\\%|%|percent)\s*\}"
                   r"|\bpercent)\s*\.?\s*$")
-_THOUSANDS = re.compile(r"(?<![\d.,])\d{1,3}(?:(?:,|\{,\})\d{3})+(?![\d,])")
-_SPLIT = re.compile(r"\\\{|\\\}|[{}()\[\],;]|(?<![A-Za-z\\])(?:and|or)(?![A-Za-z])")
+_THOUSANDS = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?:(?:,|\{,\})\d{3})+(?![\d,])")
+_SPLIT = re.compile(r"\\\{|\\\}|[{}()\[\],;]|(?<![A-Za-z\\])(?:and|or|AND|OR)(?![A-Za-z])")
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _CMD = re.compile(r"\\[A-Za-z]+")
 _PM = re.compile(r"\\(?:pm|mp)(?![A-Za-z])")
@@ -50,10 +53,12 @@ class Shape:
     brackets: str = ""
 
 
-def _top_level(s: str) -> tuple[list[tuple[int, int, str]], bool]:
-    """Separators at bracket depth 0 as (start, end, text), and whether the brackets balance."""
+def _top_level(s: str, bracketed: bool = False) -> tuple[list[tuple[int, int, str]], bool]:
+    """Separators at bracket depth 0 as (start, end, text), and whether the brackets balance.
+    ``bracketed``: ``s`` is the inside of a bracket pair, where every comma separates items."""
     seps, depth = [], 0
-    protected = [(m.start(), m.end()) for m in _THOUSANDS.finditer(s)] if "," in s else []
+    protected = [(m.start(), m.end()) for m in _THOUSANDS.finditer(s)] \
+        if "," in s and not bracketed else []
     for m in _SPLIT.finditer(s):
         tok = m.group()
         if tok in ("\\{", "{", "(", "["):
@@ -112,8 +117,8 @@ def _outer_pair(s: str) -> tuple[str, str, str] | None:
 
 def shape(s: str) -> Shape:
     """The shape of the normalised answer ``s`` (see the module docstring)."""
-    if not any(c in s for c in ",;") and "and" not in s and "or" not in s and "\\pm" not in s \
-            and "\\mp" not in s and "\\{" not in s:
+    if not any(c in s for c in ",;") and "and" not in s.lower() and "or" not in s.lower() \
+            and "\\pm" not in s and "\\mp" not in s and "\\{" not in s:
         return Shape("single", (s,))
     seps, balanced = _top_level(s)
     if not balanced:
@@ -131,7 +136,7 @@ def shape(s: str) -> Shape:
     pair = _outer_pair(s)
     if pair is not None:
         opener, inner, closer = pair
-        inner_seps, _ = _top_level(inner)
+        inner_seps, _ = _top_level(inner, bracketed=True)
         commas = [x for x in inner_seps if x[2] == ","]
         if opener == "\\{":
             items = _expand_pm([x for x in _cut(inner, inner_seps) if x]) if inner_seps \
@@ -141,3 +146,51 @@ def shape(s: str) -> Shape:
             return Shape("tuple", tuple(_cut(inner, commas)), opener + closer)
     items = _expand_pm([s])
     return Shape("set", tuple(items)) if len(items) == 2 else Shape("single", (s,))
+
+
+_UNIT = re.compile(r"^(?P<value>.*?[^\s\\{])(?:\s|~|\\[,;:! ]|\\q?quad)*"
+                   r"\\(?:text|textrm|mathrm|mbox)\s*\{\s*(?P<unit>[A-Za-z][A-Za-z .]*?)\s*\.?\s*\}"
+                   r"(?P<power>\s*\^\s*(?:\{\s*\d\s*\}|\d))?\s*\.?$")
+
+
+def split_unit(s: str) -> tuple[str, str | None]:
+    """(value, unit) of an answer that ends in a unit written as text (``5 \\text{ cm}^2`` ->
+    ``("5", "cm^2")``), else ``(s, None)``. The unit is compared as written, spaces aside."""
+    m = _UNIT.match(s.strip())
+    if m is None:
+        return s, None
+    power = re.sub(r"[\s{}^]", "", m.group("power") or "")
+    unit = m.group("unit").replace(" ", "").rstrip(".")
+    return m.group("value").strip(), unit + (f"^{power}" if power else "")
+
+
+_SIDE = r"(?P<{0}>[^<>=]*?[^<>=\s])"
+_LESS = {"<": ("(", ")"), "\\leq": ("[", "]"), "\\le": ("[", "]")}
+_MORE = {">": ("(", ")"), "\\geq": ("[", "]"), "\\ge": ("[", "]")}
+_OP = r"(?P<{0}><|>|\\leq?|\\geq?)"
+_CHAIN = re.compile(rf"^{_SIDE.format('a')}\s*{_OP.format('o1')}\s*(?P<v>[A-Za-z])\s*"
+                    rf"{_OP.format('o2')}\s*{_SIDE.format('b')}$")
+_ONE = re.compile(rf"^(?P<v>[A-Za-z])\s*{_OP.format('o')}\s*{_SIDE.format('c')}$")
+
+
+def as_interval(s: str) -> str | None:
+    """The interval a simple inequality in one variable describes, in interval notation:
+    ``0<x<1`` -> ``(0,1)``, ``2\\geq x>1`` -> ``(1,2]``, ``x\\geq 3`` -> ``[3,\\infty)``; None for
+    anything else (normalised input: ``\\le`` is ``\\leq``)."""
+    if "<" not in s and ">" not in s and "\\le" not in s and "\\ge" not in s:
+        return None
+    m = _CHAIN.match(s)
+    if m:
+        o1, o2 = m.group("o1"), m.group("o2")
+        if o1 in _LESS and o2 in _LESS:
+            return _LESS[o1][0] + m.group("a") + "," + m.group("b") + _LESS[o2][1]
+        if o1 in _MORE and o2 in _MORE:
+            return _MORE[o2][0] + m.group("b") + "," + m.group("a") + _MORE[o1][1]
+        return None
+    m = _ONE.match(s)
+    if m is None:
+        return None
+    op, c = m.group("o"), m.group("c")
+    if op in _LESS:
+        return "(-\\infty," + c + _LESS[op][1]
+    return _MORE[op][0] + c + ",\\infty)"

@@ -102,14 +102,25 @@ def _relatively_far(gold, pred) -> bool:
         return False
 
 
-def _mv_equal(pred: str, gold: str) -> bool:
+def _mv_equal(pred: str, gold: str) -> tuple[bool, str]:
+    """(math-verify says equal and no veto applies, a note on the gold when its parse lost what
+    it says: such a parse never decides "correct")."""
     from math_verify import verify as mv_verify
 
+    from rlboundary.tasks.verify_gold import free_symbols, misread
+
     gold_parsed, pred_parsed = _mv_parse(gold), _mv_parse(pred)
-    if not (gold_parsed and pred_parsed
-            and mv_verify(gold_parsed, pred_parsed, timeout_seconds=None)):
-        return False
-    return not _relatively_far(gold_parsed[0], pred_parsed[0])
+    if not (gold_parsed and pred_parsed):
+        return False, ""
+    lost = misread(gold, gold_parsed)
+    if lost:
+        return False, lost
+    if not mv_verify(gold_parsed, pred_parsed, timeout_seconds=None):
+        return False, ""
+    free_gold, free_pred = free_symbols(gold_parsed[0]), free_symbols(pred_parsed[0])
+    if free_gold is not None and free_pred is not None and free_gold != free_pred:
+        return False, ""  # no identity holds between expressions in different variables
+    return not _relatively_far(gold_parsed[0], pred_parsed[0]), ""
 
 
 def _quiet() -> None:
@@ -150,7 +161,8 @@ def _warm() -> None:
 
 def serve() -> None:
     """The worker: say ["ready", seconds], then answer each [pred, gold, soft limit] line with
-    ["ok", bool] | ["timeout", null] | ["error", message], until stdin closes."""
+    ["ok", bool, note] | ["timeout", null] | ["error", message], until stdin closes (``note``:
+    why the gold's parse could not decide, else "")."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
     _die_with_parent()
     t0 = time.perf_counter()
@@ -168,7 +180,7 @@ def serve() -> None:
             pred, gold, soft = json.loads(line)
             signal.setitimer(signal.ITIMER_REAL, soft or 0)
             try:
-                reply = ["ok", _mv_equal(pred, gold)]
+                reply = ["ok", *_mv_equal(pred, gold)]
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)
         except _SoftTimeout:
