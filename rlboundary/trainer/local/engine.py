@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlboundary.console import quiet
+from rlboundary.errors import UserError
 from rlboundary.trainer.local import checkpoint
 from rlboundary.trainer.local.step import DataOrder, StepContext, train_step
 from rlboundary.trainer.local.tracking import Tracker
@@ -178,19 +179,50 @@ def _resume_point(cfg: Mapping[str, Any]) -> int:
     return steps[-1]
 
 
+#: What the local engine implements of settings verl reads more widely (rlboundary/trainer/verl/
+#: parity.py): anything else is refused, never ignored.
+LOCAL_FILTER_METRICS = ("acc", "score")
+LOCAL_LOGGERS = ("console", "wandb")
+
+
+def refuse_unsupported(cfg: Mapping[str, Any]) -> None:
+    """Raise UserError, one line naming the key, for a setting engine=local cannot honour:
+    a verl-only setting (``verl.*``, ``dry_run``, ``cluster.chat_template=model``), a group
+    filter metric other than acc/score, a logger other than console/wandb."""
+    if cfg.get("verl"):
+        keys = ", ".join(f"verl.{k}" for k in list(cfg["verl"])[:3])
+        raise UserError(f"{keys}: verl settings apply to engine=verl only (the local engine "
+                        "would ignore them); drop them or add engine=verl")
+    if cfg.get("dry_run"):
+        raise UserError("dry_run=true checks a verl config: it applies to engine=verl only")
+    if cfg.get("cluster", {}).get("chat_template", "raw") != "raw":
+        raise UserError("cluster.chat_template=model: the local engine trains on the prompts "
+                        "as the probes render them (raw); use engine=verl for a chat template")
+    metric = cfg["algorithm"]["filter_groups"]["metric"]
+    if cfg["algorithm"]["filter_groups"]["enable"] and metric not in LOCAL_FILTER_METRICS:
+        raise UserError(f"algorithm.filter_groups.metric={metric}: engine=local filters groups "
+                        f"on {' or '.join(LOCAL_FILTER_METRICS)}")
+    other = [b for b in cfg["trainer"].get("logger") or [] if b not in LOCAL_LOGGERS]
+    if other:
+        raise UserError(f"trainer.logger={other}: engine=local logs to "
+                        f"{' and '.join(LOCAL_LOGGERS)} (and RUN_DIR/metrics.jsonl) only")
+
+
 def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """Train ``cfg["policy_path"]`` for ``trainer.total_training_steps``; probe every checkpoint
     with ``probe_settings`` (the probe runner's mapping; None = no probes).
 
     Returns ``{"train": {step: metrics}, "probes": {step: {dataset: metrics}}, "checkpoints":
-    [steps]}``. Raises :class:`NonFiniteError` (a NaN/inf loss, naming step and quantity) and
-    :class:`ResumeError`; every completed checkpoint and probe stays on disk.
+    [steps]}``. Raises :class:`NonFiniteError` (a NaN/inf loss, naming step and quantity),
+    :class:`ResumeError` and UserError (:func:`refuse_unsupported`); every completed
+    checkpoint and probe stays on disk.
     """
     import ray
     from transformers import AutoTokenizer
 
     from rlboundary.tasks import TASKS
 
+    refuse_unsupported(cfg)
     cfg = {**cfg, **roles(cfg)}
     quiet(bool(cfg.get("verbose")))
     run_dir, tr = cfg["run_dir"], cfg["trainer"]

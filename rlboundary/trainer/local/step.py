@@ -142,16 +142,23 @@ def rollout(ctx: StepContext, step: int) -> tuple[dict, dict[str, float]]:
     return kept, metrics
 
 
+def shaped(cfg: Mapping[str, Any], scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``scores (B,)`` after the configured reward shaping (DAPO's overlong punishment) for
+    responses of ``lengths (B,)`` tokens: what verl's reward manager does to every scored
+    response, the samples' and the greedy baseline's alike."""
+    ob = cfg["reward"]["overlong_buffer"]
+    if not ob["enable"]:
+        return scores
+    return REWARD_SHAPERS.get("overlong")(
+        scores, lengths, max_resp_len=int(cfg["rollout"]["response_length"]),
+        buffer_len=int(ob["len"]), penalty_factor=float(ob["penalty_factor"]))
+
+
 def reward_tensors(ctx: StepContext, kept: dict, batch: dict) -> torch.Tensor:
     """``token_level_scores (B, T)``: the (shaped) outcome score on each response's last token."""
-    scores = torch.tensor(kept["score"], dtype=torch.float32)
     mask = batch["response_mask"]
     lengths = mask.sum(-1)
-    ob = ctx.cfg["reward"]["overlong_buffer"]
-    if ob["enable"]:
-        scores = REWARD_SHAPERS.get("overlong")(
-            scores, lengths, max_resp_len=int(ctx.cfg["rollout"]["response_length"]),
-            buffer_len=int(ob["len"]), penalty_factor=float(ob["penalty_factor"]))
+    scores = shaped(ctx.cfg, torch.tensor(kept["score"], dtype=torch.float32), lengths)
     tls = torch.zeros_like(mask)
     last = (lengths.long() - 1).clamp(min=0)
     tls[torch.arange(len(scores)), last] = scores * (lengths > 0)
@@ -167,7 +174,9 @@ def baseline_rewards(ctx: StepContext, kept: dict, step: int) -> torch.Tensor:
     spec = fn.rollout
     gen = _generate(ctx, records, int(spec["n"]), seed=step, temperature=float(spec["temperature"]))
     score, _ = _score(ctx.task, records, gen["texts"], int(spec["n"]))
-    per_prompt = torch.tensor(score, dtype=torch.float32).view(len(records), -1).mean(-1)
+    lengths = torch.tensor([len(r) for r in gen["response_ids"]], dtype=torch.float32)
+    score = shaped(ctx.cfg, torch.tensor(score, dtype=torch.float32), lengths)
+    per_prompt = score.view(len(records), -1).mean(-1)
     position = {u: j for j, u in enumerate(dict.fromkeys(uids.tolist()))}
     return fn(per_prompt, np.array([position[u] for u in uids.tolist()]))
 
@@ -247,12 +256,18 @@ def train_step(ctx: StepContext, step: int) -> dict[str, float]:
     if cfg["use_critic"]:
         with _timer("update_critic", timing):
             metrics.update(ctx.call("update_critic", batch, step))
-    if step > int(cfg["trainer"]["critic_warmup"]):
+    if updates_actor(step, int(cfg["trainer"]["critic_warmup"])):
         with _timer("update_actor", timing):
             metrics.update(ctx.call("update_actor", batch, step))
     metrics.update(batch_metrics(batch, kept))
     timing["timing_s/step"] = time.perf_counter() - t0
     return {**metrics, **timing}
+
+
+def updates_actor(step: int, critic_warmup: int) -> bool:
+    """Whether ``global_step`` ``step`` (from 1) updates the actor: verl's trainers skip it
+    while ``trainer.critic_warmup > global_steps``."""
+    return not critic_warmup > step
 
 
 def batch_metrics(batch: dict, kept: dict) -> dict[str, float]:

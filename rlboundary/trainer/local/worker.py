@@ -41,15 +41,34 @@ def _check_finite(value: torch.Tensor, step: int, name: str) -> None:
                              "optimizer step (the weights are those of the previous step)")
 
 
-def _warmup(warmup_steps: int):
-    """Linear warm-up to the base learning rate, then constant (verl's ``constant`` style)."""
-    return lambda s: min(1.0, (s + 1) / max(1, warmup_steps))
-
-
 def _adamw(params, optim: Mapping[str, Any]):
+    """AdamW with verl's ``constant`` schedule: verl's own ``get_constant_schedule_with_warmup``
+    (zero-indexed: the first update runs at lr 0, update ``s`` at ``s / W`` of the base lr)."""
+    from verl.utils.torch_functional import get_constant_schedule_with_warmup
+
     opt = torch.optim.AdamW(params, lr=float(optim["lr"]), betas=tuple(optim["betas"]),
                             weight_decay=float(optim["weight_decay"]))
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, _warmup(int(optim["lr_warmup_steps"])))
+    return opt, get_constant_schedule_with_warmup(opt, int(optim["lr_warmup_steps"]))
+
+
+#: What verl's FSDP engine sets on a critic's HF config before loading it
+#: (``workers/engine/fsdp/transformer_impl.py``): one value, no dropout anywhere.
+CRITIC_CONFIG = {"num_labels": 1, "classifier_dropout": 0.0, "hidden_dropout": "0",
+                 "summary_dropout_prob": 0.0}
+
+
+def load_critic(model_path: str):
+    """The value model: the base architecture with a one-label token-classification head, its
+    config set as verl's engine sets it (:data:`CRITIC_CONFIG`), so train-mode forward passes
+    are deterministic like verl's. (verl's ``load_valuehead_model`` asks for flash-attention,
+    which CPUs lack.)"""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    config = AutoConfig.from_pretrained(model_path)
+    for key, value in CRITIC_CONFIG.items():
+        setattr(config, key, value)
+    return AutoModelForTokenClassification.from_pretrained(model_path, config=config,
+                                                           dtype=torch.float32)
 
 
 def verl_actor_config(actor: Mapping[str, Any], rollout_n: int):
@@ -101,10 +120,7 @@ class PolicyWorker:
         self.optim, self.sched = _adamw(self.policy.parameters(), self.actor["optim"])
         self.critic = self.critic_optim = self.critic_sched = None
         if cfg["use_critic"]:
-            from transformers import AutoModelForTokenClassification
-
-            self.critic = AutoModelForTokenClassification.from_pretrained(
-                model_path, num_labels=1, dtype=torch.float32).to(self.device)
+            self.critic = load_critic(model_path).to(self.device)
             self.critic_optim, self.critic_sched = _adamw(self.critic.parameters(),
                                                           cfg["critic"]["optim"])
         self.loss_fn = get_policy_loss_fn(self.actor["policy_loss"]["loss_mode"])
@@ -179,7 +195,8 @@ class PolicyWorker:
         losses, clips, norms = [], [], []
         gen = torch.Generator().manual_seed(int(self.cfg["seed"]) * 7919 + step)
         for _ in range(int(c["ppo_epochs"])):
-            for rows in minibatches(len(batch["responses"]), self._mini_rows(c), gen):
+            for rows in minibatches(len(batch["responses"]), self._mini_rows(c),
+                                    gen if c["shuffle"] else None):
                 mb = select(batch, rows)
                 info = self._batch_info(mb)
                 self.critic_optim.zero_grad(set_to_none=True)

@@ -52,7 +52,7 @@ _ALGO_SAME = ("adv_estimator", "gamma", "lam", "norm_adv_by_std_in_grpo", "use_k
               "kl_penalty")
 _OPTIM = ("lr", "betas", "weight_decay", "lr_warmup_steps")
 _CRITIC_SAME = ("enable", "ppo_mini_batch_size", "ppo_micro_batch_size_per_gpu", "ppo_epochs",
-                "cliprange_value", "loss_agg_mode")
+                "shuffle", "cliprange_value", "loss_agg_mode")
 
 
 def reward_function_path() -> str:
