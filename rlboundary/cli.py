@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 
 from omegaconf import OmegaConf
 
@@ -40,7 +42,7 @@ from rlboundary.commands import (
     without_hydra,
     write_report,
 )
-from rlboundary.errors import UserError
+from rlboundary.errors import Interrupted, UserError
 
 
 def cmd_data_prepare(args: argparse.Namespace, overrides: list[str]) -> None:
@@ -225,12 +227,20 @@ def main(argv: list[str] | None = None) -> int:
               f"(rlboundary {args.command} --help lists them)", file=sys.stderr)
         return 2
     rc = 0
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # only it may set handlers
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         full = recipe_overrides(args.recipe) + verl_keys(expand_shorthands(overrides))
         if show_cfg:
             print_config(args, full)
         else:
             rc = args.func(args, full)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM through _terminate
+        signum = getattr(e, "signum", signal.SIGINT)
+        msg = " ".join(str(e).split()) or f"interrupted ({signal.Signals(signum).name})"
+        print(f"rlboundary: {msg}", file=sys.stderr)
+        return 128 + int(signum)
     except Exception as e:
         user = _user_error(e)
         if user is None or os.environ.get("RLBOUNDARY_TRACEBACK"):
@@ -238,7 +248,16 @@ def main(argv: list[str] | None = None) -> int:
         msg = " ".join(str(user).split()) or type(user).__name__
         print(f"rlboundary: {msg}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return int(rc or 0)
+
+
+def _terminate(signum, frame) -> None:
+    """SIGTERM (what SLURM and `kill` send): unwind like Ctrl-C, so actors stop and the run
+    ends with one line and exit 143."""
+    raise Interrupted("", signum)
 
 
 if __name__ == "__main__":

@@ -13,3 +13,13 @@ class UserError(Exception):
 
 class MissingPath(UserError, FileNotFoundError):
     """A path the user named does not exist."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM (what SLURM sends before the kill) ended a command; the
+    message says where it stopped and how to go on. The CLI prints it on one line and exits
+    128 + the signal's number (130, 143)."""
+
+    def __init__(self, message: str = "", signum: int = 2):
+        super().__init__(message)
+        self.signum = signum

@@ -2,7 +2,9 @@
 
 ``RUN_DIR/checkpoints/global_step_N/`` holds an HF checkpoint (``save_pretrained``: config,
 safetensors, tokenizer), so ``rlboundary probe`` and any HF tool read it, plus
-``optim_state.pt`` (optimizer, scheduler, critic, torch RNG) and ``trainer_state.json`` (the
+``optim_state.pt`` (optimizer, scheduler, critic, torch RNG: tensors and plain types only, read
+with ``torch.load(weights_only=True)``, so a checkpoint from elsewhere cannot run code; see
+:func:`read_tensors`) and ``trainer_state.json`` (the
 driver's state: data order, KL coefficient, W&B run id). A checkpoint is written under a hidden
 ``.tmp_*`` name and renamed when complete, so a directory named ``global_step_N`` is always
 whole; ``latest_checkpointed_iteration.txt`` names the newest one, as verl's does.
@@ -16,6 +18,8 @@ import re
 import shutil
 from collections.abc import Callable
 from typing import Any
+
+from rlboundary.errors import UserError
 
 STATE_FILE = "trainer_state.json"
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -40,6 +44,30 @@ def complete_steps(run_dir: str) -> list[int]:
         if m and os.path.exists(os.path.join(root, name, STATE_FILE)):
             steps.append(int(m.group(1)))
     return sorted(steps)
+
+
+class UntrustedCheckpoint(UserError):
+    """A checkpoint file that only a pickle (which can run code) could read."""
+
+
+def read_tensors(path: str, trust: bool = False) -> dict[str, Any]:
+    """A ``torch.save`` file of tensors and plain types (``optim_state.pt``), read with
+    ``torch.load(weights_only=True)``: nothing in it can run code. A file that needs pickle (an
+    old checkpoint, or one crafted to run code) raises :class:`UntrustedCheckpoint` naming it,
+    unless ``trust`` (``trainer.trust_checkpoint=true``, for checkpoints you made yourself)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if not trust:
+            raise UntrustedCheckpoint(
+                f"{path} holds objects only pickle can read, and pickle can run code: refusing "
+                f"to load it ({' '.join(str(e).split())[:120]}). If you made this checkpoint "
+                "yourself, pass trainer.trust_checkpoint=true") from None
+    return torch.load(path, weights_only=False)
 
 
 def save(run_dir: str, step: int, write_model: Callable[[str], None],

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from rlboundary.console import quiet
-from rlboundary.errors import UserError
+from rlboundary.errors import Interrupted, UserError
 from rlboundary.trainer.local import checkpoint
 from rlboundary.trainer.local.step import DataOrder, StepContext, train_step
 from rlboundary.trainer.local.tracking import Tracker
@@ -67,16 +67,26 @@ def thread_budget(cfg: Mapping[str, Any], probing_beside: bool) -> tuple[int, in
 
 
 def _ray_init(ray_cfg: Mapping[str, Any], cores: int) -> None:
+    """Start (or join) Ray, keeping the caller's SIGTERM handler: Ray's driver installs its
+    own, which ends the process at once, where the CLI's stops the actors and says how to
+    resume."""
+    import signal
+    import threading
+
     import ray
 
     if ray.is_initialized():
         return
     kw = dict(include_dashboard=False, log_to_driver=bool(ray_cfg["log_to_driver"]),
               configure_logging=False)
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
     if ray_cfg["address"]:
         ray.init(address=ray_cfg["address"], **kw)
     else:
         ray.init(num_cpus=cores, **kw)
+    if main and handler is not None:
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _actor(cls, threads: int, *args):
@@ -230,6 +240,9 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
     torch.set_num_threads(1)  # the driver only computes advantages
     start = _resume_point(cfg)
     state = checkpoint.load_state(run_dir, start) if start else {}
+    if start:
+        print(f"[rlboundary] resuming {run_dir} from {checkpoint.step_dir(run_dir, start)}"
+              f"{_stored_probes(run_dir, probe_settings)}", flush=True)
     task = TASKS.get(cfg["data"]["name"])
     records = sorted((r for r in task.load(cache_dir=cfg["cache_dir"], **cfg["data"])
                       if r.split == "train"), key=lambda r: r.id)
@@ -254,16 +267,43 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
         prober.submit(probe_settings["base_path"] if probe_settings else "", 0)
         for s in checkpoint.complete_steps(run_dir):  # cached unless a kill interrupted it
             prober.submit(checkpoint.step_dir(run_dir, s), s)
-        _loop(ctx, start, worker, tracker, prober, out)
-        for step, res in prober.ready(wait=True):
-            tracker.log_probe(step, res)
-            out["probes"][step] = res
+        try:
+            _loop(ctx, start, worker, tracker, prober, out)
+            for step, res in prober.ready(wait=True):
+                tracker.log_probe(step, res)
+                out["probes"][step] = res
+        except KeyboardInterrupt as e:
+            raise _interrupted(run_dir, max(out["train"], default=start) + 1,
+                               getattr(e, "signum", 2)) from None
     finally:
         tracker.finish()
         for actor in actors:
             ray.kill(actor)
     out["checkpoints"] = checkpoint.complete_steps(run_dir)
     return out
+
+
+def _stored_probes(run_dir: str, probe_settings: Mapping[str, Any] | None) -> str:
+    """"; probes stored for steps 0, 25 (arithmetic) are reused" for the resume line."""
+    from rlboundary.probing.metrics import stored_steps
+
+    found = [f"steps {', '.join(map(str, steps))} ({name})"
+             for name in (probe_settings or {}).get("probe", {}).get("datasets", {})
+             if (steps := stored_steps(run_dir, name))]
+    return f"; probes stored for {'; '.join(found)} are reused" if found else ""
+
+
+def _interrupted(run_dir: str, step: int, signum: int) -> Interrupted:
+    """The one line a Ctrl-C or SIGTERM during training ends with: where, and how to go on."""
+    import shlex
+    import sys
+
+    done = checkpoint.complete_steps(run_dir)
+    last = checkpoint.step_dir(run_dir, done[-1]) if done else "none yet"
+    what = "SIGTERM" if signum == 15 else "Ctrl-C"
+    return Interrupted(f"{what}: training stopped during step {step}; last complete checkpoint: "
+                       f"{last}; run the same command again to resume from it (resume=auto): "
+                       f"rlboundary {shlex.join(sys.argv[1:])}", signum)
 
 
 def _loop(ctx: StepContext, start: int, worker, tracker: Tracker, prober: Prober,

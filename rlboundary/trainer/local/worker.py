@@ -29,6 +29,7 @@ from rlboundary.trainer.local.batch import (
     response_values,
     select,
 )
+from rlboundary.trainer.local.checkpoint import read_tensors
 
 
 class NonFiniteError(FloatingPointError):
@@ -296,7 +297,8 @@ class PolicyWorker:
         if [k for k in missing if "lm_head" not in k]:  # tied embeddings are not stored
             raise RuntimeError(f"{path}: checkpoint lacks weights {missing[:5]}")
         self.policy.tie_weights()
-        state = torch.load(os.path.join(path, "optim_state.pt"), weights_only=False)
+        state = read_tensors(os.path.join(path, "optim_state.pt"),
+                             trust=bool(self.cfg.get("trainer", {}).get("trust_checkpoint", False)))
         self.optim.load_state_dict(state["optim"])
         self.sched.load_state_dict(state["sched"])
         torch.set_rng_state(state["torch_rng"])
