@@ -10,10 +10,14 @@ the common 022 umask), before the rename.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
+
+from rlboundary.errors import UserError
 
 
 def current_umask() -> int:
@@ -31,23 +35,50 @@ def current_umask() -> int:
     return mask
 
 
+#: errno values that mean the storage, not the program, refused a write
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+class StorageError(UserError, OSError):
+    """A result could not be written: full disk, quota, read-only file system, permissions."""
+
+
 def atomic_write(path: str, write: Callable[[str], object]) -> None:
     """Call ``write(tmp_path)``, then rename onto ``path`` with mode ``0666 & ~umask``.
 
     Readers never see a half-written file; on any error the temporary file is removed and the
-    error propagates. Parent folders are created as needed.
+    error propagates, a storage error (:data:`STORAGE_ERRNOS`) as :class:`StorageError`, one
+    line naming the file and the free space. Parent folders are created as needed.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+    except OSError as e:
+        raise _storage(e, path) from None
     os.close(fd)
     try:
         write(tmp)
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
+    except OSError as e:
+        raise _storage(e, path) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _storage(e: OSError, path: str) -> OSError:
+    """``e`` as a one-line :class:`StorageError` when the storage refused, else ``e``."""
+    if e.errno not in STORAGE_ERRNOS:
+        return e
+    try:
+        free = f"{shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free / 2**20:.1f} MiB"
+    except OSError:
+        free = "unknown"
+    return StorageError(e.errno, f"could not write {path}: {os.strerror(e.errno)} ({free} free "
+                                 "there); nothing partial was left: free space or choose "
+                                 "another run_dir, then run the command again")
 
 
 def write_text(path: str, text: str) -> None:

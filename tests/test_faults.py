@@ -85,3 +85,124 @@ def test_interrupt_ends_with_one_line_and_resumes(trained_base, tmp_path, sig, c
                              capture_output=True, text=True, timeout=900, check=False)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"resuming {run} from {run}/checkpoints/global_step_{done[-1]}" in resumed.stdout
+
+
+def test_a_damaged_result_is_named_redone_and_skipped_by_the_report(tmp_path, capsys):
+    import pandas as pd
+
+    from rlboundary.probing.plan import reuse_or_clear
+    from rlboundary.report.load import load_probes
+    from rlboundary.results.store import DamagedResult, ProbeStore, read_rows, write_parquet
+
+    run = str(tmp_path)
+    good, bad = ProbeStore(run, "arith", 0), ProbeStore(run, "arith", 3)
+    table = pd.DataFrame({"problem_id": ["p1", "p2"], "n": [4, 4], "c": [1, 2]})
+    for store in (good, bad):
+        os.makedirs(store.dir, exist_ok=True)
+        write_parquet(table, store.final, provenance={"n": 4})
+    with open(bad.final, "r+b") as fh:  # cut short, as a full disk or a killed copy leaves it
+        fh.truncate(100)
+    with pytest.raises(DamagedResult, match="step_00000003.parquet is damaged"):
+        read_rows(bad.final)
+    assert load_probes(run)["step"].unique().tolist() == [0]  # the report skips it...
+    assert "skipping damaged" in capsys.readouterr().err       # ...and says which
+    assert not reuse_or_clear(bad, {"n": 4}, {}, "arith step 3")  # probed again
+    assert not bad.done() and "damaged" in capsys.readouterr().out
+    assert reuse_or_clear(good, {"n": 4}, {}, "arith step 0")  # an intact one is reused
+
+
+def _fake_model(path: str) -> None:
+    with open(os.path.join(path, "model.safetensors"), "wb") as fh:
+        fh.write(b"\0" * 4096)
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from rlboundary.trainer.local import checkpoint
+
+    run = str(tmp_path)
+    checkpoint.save(run, 25, _fake_model, {})
+
+    def full(path: str) -> None:
+        _fake_model(path)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(checkpoint.CheckpointWriteError) as e:
+        checkpoint.save(run, 30, full, {})
+    line = str(e.value)
+    assert "global_step_30" in line and "No space left" in line and "global_step_25" in line
+    assert "\n" not in line and checkpoint.complete_steps(run) == [25]
+    assert [n for n in os.listdir(checkpoint.checkpoints_dir(run)) if n.startswith(".tmp")] == []
+    # torch's own wording for the same fault (inline_container / iostream error)
+    def torch_full(path: str) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
+
+    with pytest.raises(checkpoint.CheckpointWriteError):
+        checkpoint.save(run, 30, torch_full, {})
+    # a disk without room for a checkpoint the size of the last one: refused before writing
+    monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda p: type("U", (), {"free": 10}))
+    with pytest.raises(checkpoint.CheckpointWriteError, match="needs about .* MiB are free"):
+        checkpoint.save(run, 30, _fake_model, {})
+    assert checkpoint.complete_steps(run) == [25]
+
+
+def _probe_worker_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-f", "ray::ProbeWorker"], capture_output=True, text=True,
+                         check=False).stdout
+    return {int(p) for p in out.split()}
+
+
+@pytest.mark.slow
+def test_a_killed_probe_worker_never_stops_training(trained_base, tmp_path):
+    """The probe actor killed as the OOM killer would (SIGKILL), twice: Ray restarts it once
+    and retries its probe; the second death is recorded in probe_failures.jsonl with the
+    command that redoes it, and training runs to its end (exit 0, the last step probed)."""
+
+    run = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "rlboundary.cli", "train", f"base.path={trained_base}",
+           f"run_dir={run}", "trainer.total_training_steps=24", "trainer.save_freq=2",
+           "trainer.probe=async", "n=8", "probe.limit=8", "data.train_batch_size=4",
+           "rollout.n=4", "rollout.response_length=48", "actor.ppo_mini_batch_size=2",
+           "trainer.logger=[console]", "progress=false", "ray.num_cpus=2", "trainer.threads=1",
+           "probe.threads=1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    killed: set[int] = set()
+    deadline = time.time() + 600
+    while len(killed) < 2 and proc.poll() is None and time.time() < deadline:
+        alive = _probe_worker_pids() - killed
+        if alive and os.path.exists(os.path.join(run, "checkpoints", "global_step_2")):
+            for pid in alive:
+                os.kill(pid, signal.SIGKILL)
+            killed |= alive
+        time.sleep(0.5)
+    out, err = proc.communicate(timeout=900)
+    assert len(killed) >= 2, "the run ended before its probe worker could be killed twice"
+    assert proc.returncode == 0, err[-3000:]
+    from rlboundary.results.failures import failures
+
+    recs = failures(run)
+    assert recs and all(r["error"] and os.path.isdir(r["checkpoint"]) for r in recs)
+    assert "training goes on" in out and "rlboundary probe series=" in out
+    assert os.path.exists(os.path.join(run, "probes", "arithmetic", "step_00000024.parquet"))
+
+
+def test_a_full_disk_while_writing_a_result_is_one_line_and_keeps_the_old_file(tmp_path):
+    import errno
+
+    from rlboundary.fileio import StorageError, atomic_write, write_text
+
+    path = tmp_path / "metrics.jsonl"
+    write_text(str(path), "old\n")
+
+    def full(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(StorageError, match="could not write .*metrics.jsonl: No space left") as e:
+        atomic_write(str(path), full)
+    assert "\n" not in str(e.value) and "MiB free" in str(e.value)
+    assert path.read_text() == "old\n" and not list(tmp_path.glob("*.part"))

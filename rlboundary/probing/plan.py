@@ -29,6 +29,11 @@ class ProvenanceMismatch(UserError):
 def reuse_or_clear(store: ProbeStore, prov: Mapping, cfg: Mapping, what: str) -> bool:
     """True when ``store`` holds a finished result of exactly ``prov`` (reuse it). A result of
     other settings is removed under ``force=true`` (False: redo), else ProvenanceMismatch."""
+    why = store.damaged()
+    if why is not None:  # a damaged result is a missing one: probe the step again
+        print(f"[rlboundary] warning: {store.final} is damaged ({why}); probing {what} again",
+              flush=True)
+        store.clear()
     stored = store.provenance()
     if stored is None and not store.done() and not store.has_parts():
         return False

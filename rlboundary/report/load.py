@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pandas as pd
 from rlboundary import probes
 from rlboundary.results.metrics import load_metrics
 from rlboundary.results.provenance import flat, settings_line
-from rlboundary.results.store import check_rows, read_provenance
+from rlboundary.results.store import check_rows, damage, read_provenance
 
 STEP_RE = re.compile(r"step_(\d+)\.parquet$")
 
@@ -51,6 +52,11 @@ def load_probes(run_dir: str | Path) -> pd.DataFrame:
         m = STEP_RE.fullmatch(path.name)
         if m is None:  # raw samples (step_N.samples.parquet) sit beside the tables
             continue
+        why = damage(str(path))
+        if why is not None:
+            print(f"[rlboundary] warning: skipping damaged {path} ({why}); probe that step "
+                  "again to report it", file=sys.stderr, flush=True)
+            continue
         df = pd.read_parquet(path)
         if "dataset" not in df.columns:
             df["dataset"] = path.parent.name
@@ -78,7 +84,7 @@ def load_settings(run_dir: str | Path) -> pd.DataFrame:
     rows = []
     for path in sorted((Path(run_dir) / "probes").glob("*/step_*.parquet")):
         m = STEP_RE.fullmatch(path.name)
-        if m is None:
+        if m is None or damage(str(path)) is not None:  # load_probes warns of damage
             continue
         prov = read_provenance(str(path))
         row = {"dataset": path.parent.name, "step": int(m.group(1))}

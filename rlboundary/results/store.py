@@ -49,6 +49,29 @@ class BadRows(UserError, ValueError):
     """A per-problem table holds a row no metric can use; the message names the row and file."""
 
 
+class DamagedResult(UserError):
+    """A stored parquet file cannot be read (cut short, overwritten): the message names it."""
+
+
+def damage(path: str) -> str | None:
+    """Why the parquet file at ``path`` cannot be read (its footer and schema), or None."""
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_schema(path)
+        return None
+    except Exception as e:  # noqa: BLE001  (pyarrow raises several types for a bad file)
+        return " ".join(str(e).split())[:160] or type(e).__name__
+
+
+def _read_parquet(path: str) -> pd.DataFrame:
+    """``pd.read_parquet``, a damaged file raising :class:`DamagedResult` naming it."""
+    why = damage(path)
+    if why is not None:
+        raise DamagedResult(f"{path} is damaged ({why}): delete it and probe that step again")
+    return pd.read_parquet(path)
+
+
 def check_rows(frame: pd.DataFrame, where: str, dataset: str | None = None,
                step: int | None = None) -> pd.DataFrame:
     """Validate the sample counts of a per-problem table; returns it with int64 ``n`` and ``c``.
@@ -118,6 +141,9 @@ def read_provenance(path: str) -> dict | None:
     provenance was recorded (or by other tools)."""
     import pyarrow.parquet as pq
 
+    why = damage(path)
+    if why is not None:
+        raise DamagedResult(f"{path} is damaged ({why}): delete it and probe that step again")
     meta = pq.read_schema(path).metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else None
@@ -125,7 +151,7 @@ def read_provenance(path: str) -> dict | None:
 
 def read_rows(path: str, dataset: str | None = None, step: int | None = None) -> pd.DataFrame:
     """Read a per-problem parquet file and validate it (:func:`check_rows`)."""
-    return check_rows(pd.read_parquet(path), path, dataset, step)
+    return check_rows(_read_parquet(path), path, dataset, step)
 
 
 class ProbeStore:
@@ -141,6 +167,10 @@ class ProbeStore:
 
     def done(self) -> bool:
         return os.path.exists(self.final)
+
+    def damaged(self) -> str | None:
+        """Why the stored per-problem file cannot be read, or None (also when there is none)."""
+        return damage(self.final) if self.done() else None
 
     def provenance(self) -> dict | None:
         """What produced the stored result: the final file's, else the parts' (None if none)."""

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlboundary.errors import UserError
+from rlboundary.fileio import STORAGE_ERRNOS
 
 STATE_FILE = "trainer_state.json"
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -70,19 +71,78 @@ def read_tensors(path: str, trust: bool = False) -> dict[str, Any]:
     return torch.load(path, weights_only=False)
 
 
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (full disk, quota, read-only, permissions)."""
+
+
+_STORAGE_TEXT = ("No space left", "Disk quota", "Read-only file system", "iostream error",
+                 "Permission denied", "inline_container")
+
+
+def _storage_error(e: BaseException) -> bool:
+    return getattr(e, "errno", None) in STORAGE_ERRNOS or any(t in str(e) for t in _STORAGE_TEXT)
+
+
+def _reason(e: BaseException) -> str:
+    code = getattr(e, "errno", None)
+    return os.strerror(code) if code else " ".join(str(e).split())[:120]
+
+
+def _last(run_dir: str) -> str:
+    done = complete_steps(run_dir)
+    where = step_dir(run_dir, done[-1]) if done else "none yet"
+    return (f"the last complete checkpoint is {where}; free space (or choose another run_dir) "
+            "and run the same command again to resume from it")
+
+
+def _size(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def _check_space(run_dir: str, final: str) -> None:
+    """Refuse, before writing, a checkpoint the disk cannot hold: its size is the newest
+    complete checkpoint's (plus 10%); the first one is not checked."""
+    done = complete_steps(run_dir)
+    if not done:
+        return
+    need = int(_size(step_dir(run_dir, done[-1])) * 1.1)
+    free = shutil.disk_usage(checkpoints_dir(run_dir)).free
+    if free < need:
+        raise CheckpointWriteError(f"not enough space to write {final}: it needs about "
+                                   f"{need / 2**20:.1f} MiB and {free / 2**20:.1f} MiB are free; "
+                                   f"{_last(run_dir)}")
+
+
 def save(run_dir: str, step: int, write_model: Callable[[str], None],
          state: dict[str, Any]) -> str:
     """Write checkpoint ``step``: ``write_model(tmp_dir)`` fills the HF files, then the driver
-    ``state`` goes in last and the directory is renamed into place. Returns its path."""
+    ``state`` goes in last and the directory is renamed into place. Returns its path.
+
+    A full disk, a quota, a read-only file system or a permission error raises
+    :class:`CheckpointWriteError` (one line: what failed, the last complete checkpoint, how to
+    resume) with the temporary folder removed; so does a disk without room for a checkpoint
+    the size of the last one, before anything is written."""
     root = checkpoints_dir(run_dir)
     os.makedirs(root, exist_ok=True)
     final = step_dir(run_dir, step)
+    _check_space(run_dir, final)
     tmp = os.path.join(root, f".tmp_global_step_{int(step)}_{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    write_model(tmp)
-    with open(os.path.join(tmp, STATE_FILE), "w") as fh:
-        json.dump({"global_step": int(step), **state}, fh, indent=2, sort_keys=True)
+    try:
+        os.makedirs(tmp)
+        write_model(tmp)
+        with open(os.path.join(tmp, STATE_FILE), "w") as fh:
+            json.dump({"global_step": int(step), **state}, fh, indent=2, sort_keys=True)
+    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _storage_error(e):
+            raise
+        free = shutil.disk_usage(root).free / 2**20
+        done = complete_steps(run_dir)
+        need = f", needs about {_size(step_dir(run_dir, done[-1])) / 2**20:.1f} MiB" if done else ""
+        raise CheckpointWriteError(f"could not write {final}: {_reason(e)} ({free:.1f} MiB free"
+                                   f"{need}); nothing partial was left; {_last(run_dir)}"
+                                   ) from None
     if os.path.exists(final):  # an earlier, interrupted attempt at this very step
         shutil.rmtree(final)
     os.rename(tmp, final)

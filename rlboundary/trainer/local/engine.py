@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from rlboundary.console import quiet
 from rlboundary.errors import Interrupted, UserError
+from rlboundary.results.failures import record_failure
 from rlboundary.trainer.local import checkpoint
 from rlboundary.trainer.local.step import DataOrder, StepContext, train_step
 from rlboundary.trainer.local.tracking import Tracker
@@ -89,13 +90,16 @@ def _ray_init(ray_cfg: Mapping[str, Any], cores: int) -> None:
         signal.signal(signal.SIGTERM, handler)
 
 
-def _actor(cls, threads: int, *args):
+def _actor(cls, threads: int, *args, restarts: int = 0):
+    """``cls(*args)`` as a Ray actor with one CPU (one GPU where there is one) and ``threads``
+    torch threads; ``restarts``: Ray restarts a dead actor this often and retries its call."""
     import ray
 
     env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "TOKENIZERS_PARALLELISM": "false"}
     gpus = 1 if torch.cuda.is_available() else 0
-    return ray.remote(cls).options(num_cpus=1, num_gpus=gpus,
+    return ray.remote(cls).options(num_cpus=1, num_gpus=gpus, max_restarts=restarts,
+                                   max_task_retries=restarts,
                                    runtime_env={"env_vars": env}).remote(*args)
 
 
@@ -143,8 +147,10 @@ class Prober:
         self.mode = mode if settings is not None else "off"
         self.settings, self.pending, self.results, self.deferred = settings, {}, {}, None
         self.final_threads = final_threads
-        self.actor = _actor(ProbeWorker, threads, settings, threads, True) \
+        # a probe worker killed (the OOM killer) is restarted and its probe retried once
+        self.actor = _actor(ProbeWorker, threads, settings, threads, True, restarts=1) \
             if self.mode == "async" else None
+        self.paths: dict[int, str] = {}
         self.local = ProbeWorker(settings, threads) if self.mode == "sync" else None
 
     def submit(self, path: str, step: int, last: bool = False) -> None:
@@ -152,6 +158,7 @@ class Prober:
             self.deferred = (path, step)
         elif self.mode == "async":
             self.pending[step] = self.actor.probe.remote(path, step)
+            self.paths[step] = path
         elif self.mode == "sync":
             self.results[step] = self.local.probe(path, step)
 
@@ -166,8 +173,14 @@ class Prober:
                                    timeout=None if wait else 0)
             for step, ref in list(self.pending.items()):
                 if ref in finished:
-                    self.results[step] = ray.get(ref)
                     del self.pending[step]
+                    try:
+                        self.results[step] = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # died twice, or the probe failed
+                        cause = getattr(e, "cause", None)
+                        if isinstance(cause, UserError):  # a setting to fix: as in sync mode
+                            raise cause from None
+                        record_failure(self.settings["run_dir"], step, self.paths[step], e)
         if wait and self.deferred is not None:
             path, step = self.deferred
             self.results[step] = ProbeWorker(self.settings, self.final_threads).probe(path, step)

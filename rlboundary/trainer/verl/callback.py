@@ -31,15 +31,13 @@ import os
 import time
 import traceback
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from verl.trainer.ppo.checkpoint_callback import CheckpointCallback
 
-from rlboundary.fileio import write_text
+from rlboundary.results.failures import FAILURES, failures, record_failure  # noqa: F401
 from rlboundary.results.metrics import upsert_metrics
 
-FAILURES = "probe_failures.jsonl"
 VERL_METRICS = "verl_metrics.jsonl"   # verl's `file` logger (VERL_FILE_LOGGER_PATH)
 # verl's names -> the local engine's, so `rlboundary report` plots both engines alike
 TRAIN_ALIASES = {"critic/rewards/mean": "train/reward", "critic/score/mean": "train/score"}
@@ -127,29 +125,6 @@ def hf_checkpoint(checkpoint_dir: str, how: str, async_save: bool, wait_s: float
                                 "actor_rollout_ref.actor.checkpoint.save_contents or set "
                                 "cluster.hf_checkpoint=merge")
     return saved
-
-
-def record_failure(run_dir: str, step: int, checkpoint_dir: str, error: BaseException) -> dict:
-    """Append the failure of probing ``step`` to RUN_DIR/probe_failures.jsonl (rewritten
-    atomically) and print it; returns the record."""
-    path = os.path.join(run_dir, FAILURES)
-    old = Path(path).read_text() if os.path.exists(path) else ""
-    rec = {"step": int(step), "checkpoint": checkpoint_dir, "time": time.time(),
-           "error": f"{type(error).__name__}: {error}",
-           "traceback": "".join(traceback.format_exception(error))[-4000:]}
-    write_text(path, old + json.dumps(rec) + "\n")
-    print(f"[rlboundary] probe of global_step {step} failed ({rec['error']}); training goes on. "
-          f"Recorded in {path}; probe it later with `rlboundary probe "
-          f"series={os.path.dirname(checkpoint_dir)}`", flush=True)
-    return rec
-
-
-def failures(run_dir: str) -> list[dict]:
-    """The records of RUN_DIR/probe_failures.jsonl (empty when none failed)."""
-    path = os.path.join(run_dir, FAILURES)
-    if not os.path.exists(path):
-        return []
-    return [json.loads(line) for line in open(path) if line.strip()]
 
 
 def import_train_metrics(run_dir: str) -> int:
