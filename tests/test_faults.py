@@ -61,8 +61,14 @@ def test_interrupt_ends_with_one_line_and_resumes(trained_base, tmp_path, sig, c
            "rollout.response_length=48", "actor.ppo_mini_batch_size=2",
            "trainer.logger=[console]", "progress=false", "ray.num_cpus=2", "trainer.threads=1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RAY_AUTH_MODE": "disabled"}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    # A terminal's Ctrl-C reaches a CLI that handles SIGINT; one started in the background by a
+    # non-interactive shell (a CI runner may be one) inherits "ignore SIGINT" and never sees it.
+    # So the interrupted run installs Python's handler itself, then runs the CLI as usual.
+    interactive = [sys.executable, "-c", "import signal, sys; signal.signal(signal.SIGINT, "
+                   "signal.default_int_handler); from rlboundary.cli import main; "
+                   "sys.exit(main(sys.argv[1:]))", *cmd[3:]]
+    proc = subprocess.Popen(interactive, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = os.path.join(run, "checkpoints", "global_step_2")
     deadline = time.time() + 600
     while not os.path.exists(first) and proc.poll() is None and time.time() < deadline:
