@@ -42,7 +42,6 @@ FILES = {"omni_math_rule": "omni_math_rule.jsonl", "math500": "math500.jsonl"}
 WRONG_KINDS = ("number", "constant", "changed", "term", "no-vars")
 RIGHT_KINDS = ("self", "boxed", "response", "frac", "commas", "value")
 
-_TEXT = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox|operatorname)\s*\{[^{}]*\}")
 _NUMBER = re.compile(r"(?<![A-Za-z_\\^])\d+(?:\.\d+)?")
 _NAMED_VALUE = re.compile(r"^\s*[A-Za-z](?:_\{?\w+\}?)?\s*(?:=|\\equiv)[^=]*$")  # x = 5, N \equiv 6
 _LETTER = re.compile(r"(?<![A-Za-z\\])[a-df-hj-zA-Z](?![A-Za-z])")  # not e, i: constants
@@ -50,7 +49,9 @@ _LETTER = re.compile(r"(?<![A-Za-z\\])[a-df-hj-zA-Z](?![A-Za-z])")  # not e, i: 
 
 def _outside_text(s: str, pattern: re.Pattern) -> list[re.Match]:
     """Matches of ``pattern`` outside ``\\text{}``-like groups."""
-    spans = [(m.start(), m.end()) for m in _TEXT.finditer(s)]
+    from rlboundary.tasks.verify_gold import TEXT_GROUP
+
+    spans = [(m.start(), m.end()) for m in TEXT_GROUP.finditer(s)]
     return [m for m in pattern.finditer(s) if not any(a <= m.start() < b for a, b in spans)]
 
 

@@ -68,14 +68,19 @@ def atomic_write(path: str, write: Callable[[str], object]) -> None:
             os.unlink(tmp)
 
 
+def free_mib(folder: str) -> str:
+    """The free space where ``folder`` lives, as ``"812.3 MiB"`` ("unknown" if unreadable)."""
+    try:
+        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB"
+    except OSError:
+        return "unknown"
+
+
 def _storage(e: OSError, path: str) -> OSError:
     """``e`` as a one-line :class:`StorageError` when the storage refused, else ``e``."""
     if e.errno not in STORAGE_ERRNOS:
         return e
-    try:
-        free = f"{shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free / 2**20:.1f} MiB"
-    except OSError:
-        free = "unknown"
+    free = free_mib(os.path.dirname(os.path.abspath(path)))
     return StorageError(e.errno, f"could not write {path}: {os.strerror(e.errno)} ({free} free "
                                  "there); nothing partial was left: free space or choose "
                                  "another run_dir, then run the command again")

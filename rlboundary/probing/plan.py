@@ -17,7 +17,7 @@ from typing import Any
 from rlboundary.errors import UserError
 from rlboundary.probing.provenance import provenance
 from rlboundary.results.provenance import differences
-from rlboundary.results.store import ProbeStore
+from rlboundary.results.store import DamagedResult, ProbeStore
 from rlboundary.tasks import TASKS
 from rlboundary.tasks.schema import Record
 
@@ -29,12 +29,13 @@ class ProvenanceMismatch(UserError):
 def reuse_or_clear(store: ProbeStore, prov: Mapping, cfg: Mapping, what: str) -> bool:
     """True when ``store`` holds a finished result of exactly ``prov`` (reuse it). A result of
     other settings is removed under ``force=true`` (False: redo), else ProvenanceMismatch."""
-    why = store.damaged()
-    if why is not None:  # a damaged result is a missing one: probe the step again
-        print(f"[rlboundary] warning: {store.final} is damaged ({why}); probing {what} again",
+    try:
+        stored = store.provenance()
+    except DamagedResult as e:  # a damaged result is a missing one: probe the step again
+        print(f"[rlboundary] warning: {e.path} is damaged ({e.why}); probing {what} again",
               flush=True)
         store.clear()
-    stored = store.provenance()
+        stored = None
     if stored is None and not store.done() and not store.has_parts():
         return False
     diff = differences(stored, prov)

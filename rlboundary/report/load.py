@@ -20,7 +20,7 @@ import pandas as pd
 from rlboundary import probes
 from rlboundary.results.metrics import load_metrics
 from rlboundary.results.provenance import flat, settings_line
-from rlboundary.results.store import check_rows, damage, read_provenance
+from rlboundary.results.store import DamagedResult, check_rows, read_parquet, read_provenance
 
 STEP_RE = re.compile(r"step_(\d+)\.parquet$")
 
@@ -52,12 +52,12 @@ def load_probes(run_dir: str | Path) -> pd.DataFrame:
         m = STEP_RE.fullmatch(path.name)
         if m is None:  # raw samples (step_N.samples.parquet) sit beside the tables
             continue
-        why = damage(str(path))
-        if why is not None:
-            print(f"[rlboundary] warning: skipping damaged {path} ({why}); probe that step "
+        try:
+            df = read_parquet(str(path))
+        except DamagedResult as e:
+            print(f"[rlboundary] warning: skipping damaged {path} ({e.why}); probe that step "
                   "again to report it", file=sys.stderr, flush=True)
             continue
-        df = pd.read_parquet(path)
         if "dataset" not in df.columns:
             df["dataset"] = path.parent.name
         if "step" not in df.columns:
@@ -84,9 +84,12 @@ def load_settings(run_dir: str | Path) -> pd.DataFrame:
     rows = []
     for path in sorted((Path(run_dir) / "probes").glob("*/step_*.parquet")):
         m = STEP_RE.fullmatch(path.name)
-        if m is None or damage(str(path)) is not None:  # load_probes warns of damage
+        if m is None:
             continue
-        prov = read_provenance(str(path))
+        try:
+            prov = read_provenance(str(path))
+        except DamagedResult:  # load_probes warns of it
+            continue
         row = {"dataset": path.parent.name, "step": int(m.group(1))}
         if prov is None:
             row["settings"] = "unrecorded"

@@ -50,26 +50,37 @@ class BadRows(UserError, ValueError):
 
 
 class DamagedResult(UserError):
-    """A stored parquet file cannot be read (cut short, overwritten): the message names it."""
+    """A stored parquet file cannot be read (cut short, overwritten): names it (``path``) and
+    what its footer or schema gave (``why``)."""
+
+    def __init__(self, path: str, why: str):
+        super().__init__(f"{path} is damaged ({why}): delete it and probe that step again")
+        self.path, self.why = path, why
 
 
-def damage(path: str) -> str | None:
-    """Why the parquet file at ``path`` cannot be read (its footer and schema), or None."""
+def _schema(path: str):
+    """The parquet file's schema (read from its footer); :class:`DamagedResult` when it cannot
+    be read, FileNotFoundError when there is no file."""
     import pyarrow.parquet as pq
 
     try:
-        pq.read_schema(path)
-        return None
+        return pq.read_schema(path)
+    except FileNotFoundError:
+        raise
     except Exception as e:  # noqa: BLE001  (pyarrow raises several types for a bad file)
-        return " ".join(str(e).split())[:160] or type(e).__name__
+        raise DamagedResult(path, " ".join(str(e).split())[:160] or type(e).__name__) from None
 
 
-def _read_parquet(path: str) -> pd.DataFrame:
-    """``pd.read_parquet``, a damaged file raising :class:`DamagedResult` naming it."""
-    why = damage(path)
-    if why is not None:
-        raise DamagedResult(f"{path} is damaged ({why}): delete it and probe that step again")
-    return pd.read_parquet(path)
+def read_parquet(path: str) -> pd.DataFrame:
+    """``pd.read_parquet``; a file whose footer or schema cannot be read raises
+    :class:`DamagedResult` naming it (checked only when the read fails)."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except Exception:
+        _schema(path)  # a damaged file raises DamagedResult here; else the error stands
+        raise
 
 
 def check_rows(frame: pd.DataFrame, where: str, dataset: str | None = None,
@@ -139,19 +150,15 @@ def write_parquet(frame: pd.DataFrame, path: str, compression: str = "zstd",
 def read_provenance(path: str) -> dict | None:
     """The provenance a per-problem file was written with; None for files written before
     provenance was recorded (or by other tools)."""
-    import pyarrow.parquet as pq
 
-    why = damage(path)
-    if why is not None:
-        raise DamagedResult(f"{path} is damaged ({why}): delete it and probe that step again")
-    meta = pq.read_schema(path).metadata or {}
+    meta = _schema(path).metadata or {}
     raw = meta.get(META_KEY)
     return json.loads(raw) if raw else None
 
 
 def read_rows(path: str, dataset: str | None = None, step: int | None = None) -> pd.DataFrame:
     """Read a per-problem parquet file and validate it (:func:`check_rows`)."""
-    return check_rows(_read_parquet(path), path, dataset, step)
+    return check_rows(read_parquet(path), path, dataset, step)
 
 
 class ProbeStore:
@@ -167,10 +174,6 @@ class ProbeStore:
 
     def done(self) -> bool:
         return os.path.exists(self.final)
-
-    def damaged(self) -> str | None:
-        """Why the stored per-problem file cannot be read, or None (also when there is none)."""
-        return damage(self.final) if self.done() else None
 
     def provenance(self) -> dict | None:
         """What produced the stored result: the final file's, else the parts' (None if none)."""

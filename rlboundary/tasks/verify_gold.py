@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 
-_TEXT = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox|operatorname)\s*\{[^{}]*\}")
+#: A ``\\text{..}``-like group: words in an answer, never variables.
+TEXT_GROUP = re.compile(r"\\(?:text|textrm|textbf|mathrm|mbox|operatorname)\s*\{[^{}]*\}")
 _LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
 _RELATION = re.compile(r"<|>|\\(?:le|ge|leq|geq|neq|ne|in|notin|subset|subseteq|cup|cap|mid)(?![A-Za-z])|="
                        r"|\\\{|\\\}")
@@ -23,7 +24,7 @@ _CONSTANT_LETTERS = frozenset("ei")
 def written_variables(text: str) -> set[str]:
     """The one-letter variables written in a LaTeX answer: letters outside command names and
     ``\\text{}``-like groups, Euler's ``e`` and ``i`` aside (``\\frac{n^2}{4}`` -> {"n"})."""
-    bare = _LATEX_COMMAND.sub(" ", _TEXT.sub(" ", text))
+    bare = _LATEX_COMMAND.sub(" ", TEXT_GROUP.sub(" ", text))
     return set(re.findall(r"[A-Za-z]", bare)) - _CONSTANT_LETTERS
 
 
@@ -72,7 +73,7 @@ def misread(gold: str, parsed: list) -> str:
     variables = written_variables(body)
     if variables:
         return f"variables {''.join(sorted(variables))} read as the number {first}"
-    if _RELATION.search(_TEXT.sub(" ", body)):
+    if _RELATION.search(TEXT_GROUP.sub(" ", body)):
         return f"a relation or set read as the number {first}"
     return ""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rlboundary.errors import UserError
-from rlboundary.fileio import STORAGE_ERRNOS
+from rlboundary.fileio import STORAGE_ERRNOS, free_mib
 
 STATE_FILE = "trainer_state.json"
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -137,11 +137,10 @@ def save(run_dir: str, step: int, write_model: Callable[[str], None],
         shutil.rmtree(tmp, ignore_errors=True)
         if not _storage_error(e):
             raise
-        free = shutil.disk_usage(root).free / 2**20
         done = complete_steps(run_dir)
         need = f", needs about {_size(step_dir(run_dir, done[-1])) / 2**20:.1f} MiB" if done else ""
-        raise CheckpointWriteError(f"could not write {final}: {_reason(e)} ({free:.1f} MiB free"
-                                   f"{need}); nothing partial was left; {_last(run_dir)}"
+        raise CheckpointWriteError(f"could not write {final}: {_reason(e)} ({free_mib(root)} "
+                                   f"free{need}); nothing partial was left; {_last(run_dir)}"
                                    ) from None
     if os.path.exists(final):  # an earlier, interrupted attempt at this very step
         shutil.rmtree(final)

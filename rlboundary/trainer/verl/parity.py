@@ -13,6 +13,16 @@ from __future__ import annotations
 
 A, R, C = "actor_rollout_ref.actor", "actor_rollout_ref.rollout", "critic"
 
+
+def _optim_rows(verl: str, ours: str) -> dict[str, tuple[str, str]]:
+    """The rows of one optimizer (the actor's or the critic's): AdamW, verl's schedule, and
+    gradient clipping from ``<ours>.grad_clip``."""
+    return {**{f"{verl}.optim.{k}": (f"{ours}.optim.{k}", "AdamW")
+               for k in ("lr", "betas", "weight_decay")},
+            f"{verl}.optim.lr_warmup_steps": (f"{ours}.optim.lr_warmup_steps",
+                                              "verl's get_constant_schedule_with_warmup"),
+            f"{verl}.optim.clip_grad": (f"{ours}.grad_clip", "clip_grad_norm_ before each step")}
+
 # verl key -> (rlboundary key or None, what engine=local does with it)
 PARITY: dict[str, tuple[str | None, str]] = {
     # ---------------------------------------------------------------- algorithm
@@ -62,12 +72,7 @@ PARITY: dict[str, tuple[str | None, str]] = {
     f"{A}.kl_loss_type": ("actor.kl_loss_type", "verl's kl_penalty(type)"),
     f"{A}.policy_loss.loss_mode": ("actor.policy_loss.loss_mode",
                                    "verl's get_policy_loss_fn"),
-    f"{A}.optim.lr": ("actor.optim.lr", "AdamW"),
-    f"{A}.optim.betas": ("actor.optim.betas", "AdamW"),
-    f"{A}.optim.weight_decay": ("actor.optim.weight_decay", "AdamW"),
-    f"{A}.optim.lr_warmup_steps": ("actor.optim.lr_warmup_steps",
-                                   "verl's get_constant_schedule_with_warmup"),
-    f"{A}.optim.clip_grad": ("actor.grad_clip", "clip_grad_norm_ before each step"),
+    **_optim_rows(A, "actor"),
     f"{A}.grad_clip": ("actor.grad_clip", "clip_grad_norm_ before each step"),
     f"{A}.data_loader_seed": ("seed", "seeds the mini-batch shuffle"),
     f"{A}.checkpoint.save_contents": (None, "every checkpoint holds HF weights, optimizer, "
@@ -97,12 +102,7 @@ PARITY: dict[str, tuple[str | None, str]] = {
     f"{C}.shuffle": ("critic.shuffle", "as the actor's (verl: follows actor.shuffle)"),
     f"{C}.cliprange_value": ("critic.cliprange_value", "verl's compute_value_loss"),
     f"{C}.loss_agg_mode": ("critic.loss_agg_mode", "verl's compute_value_loss"),
-    f"{C}.optim.lr": ("critic.optim.lr", "AdamW"),
-    f"{C}.optim.betas": ("critic.optim.betas", "AdamW"),
-    f"{C}.optim.weight_decay": ("critic.optim.weight_decay", "AdamW"),
-    f"{C}.optim.lr_warmup_steps": ("critic.optim.lr_warmup_steps",
-                                   "verl's get_constant_schedule_with_warmup"),
-    f"{C}.optim.clip_grad": ("critic.grad_clip", "clip_grad_norm_ before each step"),
+    **_optim_rows(C, "critic"),
     # ---------------------------------------------------------------- reward
     "reward.custom_reward_function.path": (None, "the same compute_score, called in process"),
     "reward.custom_reward_function.name": (None, "compute_score"),
