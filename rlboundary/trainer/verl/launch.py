@@ -10,19 +10,27 @@ actor, or (``trainer.probe=after``) probes every checkpoint now that the GPUs ar
 late probe results into the same W&B run, and returns what the local engine's ``train`` returns.
 
 ``dry_run=true`` stops after validation and prints the verl config: on a laptop it checks a
-cluster recipe for any ``trainer.n_gpus_per_node`` x ``trainer.nnodes``.
+cluster recipe for any ``trainer.n_gpus_per_node`` x ``trainer.nnodes``, without the weights
+(``stand_in.py``), and says what it could not check.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from rlboundary.errors import MissingPath, UserError
 from rlboundary.trainer.verl import callback
+from rlboundary.trainer.verl.stand_in import (
+    NOT_CHECKED,
+    model_on_disk,
+    validation_copy,
+    write_stand_in,
+)
 from rlboundary.trainer.verl.translate import (
     EXTERNAL_MODULES_ENV,
     compose_verl,
@@ -93,6 +101,10 @@ def prepare(cfg: Mapping[str, Any], base_path: str, probe_settings: Mapping[str,
         if cfg["ray"]["num_cpus"] and ray_init.get("num_cpus") is None:
             ray_init.num_cpus = cfg["ray"]["num_cpus"]
     check_supported(cfg, verl_cfg)
+    if cfg["dry_run"] and not model_on_disk(base_path):   # a laptop checking a cluster recipe
+        with tempfile.TemporaryDirectory(prefix="rlboundary_stand_in_") as folder:
+            write_stand_in(cfg["dry_run_stand_in"], folder)
+            return verl_cfg, _validate(validation_copy(verl_cfg, folder))
     return verl_cfg, _validate(verl_cfg)
 
 
@@ -117,6 +129,10 @@ def train(cfg: Mapping[str, Any], base_path: str,
     the config."""
     from omegaconf import OmegaConf
 
+    if not cfg["dry_run"] and not model_on_disk(base_path):
+        raise MissingPath(f"base.path={base_path}: no model there (no config.json); download "
+                          f"it first (e.g. huggingface-cli download Qwen/Qwen2.5-7B --local-dir "
+                          f"{base_path}), or check the config without it: dry_run=true")
     verl_cfg, roles = prepare(cfg, base_path, probe_settings)
     if cfg["dry_run"]:
         print(OmegaConf.to_yaml(verl_cfg), end="")
@@ -124,6 +140,8 @@ def train(cfg: Mapping[str, Any], base_path: str,
               f"{verl_cfg.trainer.n_gpus_per_node} GPUs; reference policy "
               f"{roles['use_reference_policy']}, critic {roles['use_critic']}); dry run: "
               "nothing launched")
+        for line in not_checked(cfg, base_path):
+            print(f"[rlboundary] not checked: {line}")
         return {"verl_config": verl_cfg}
     _check_data(cfg)
     _check_resume(cfg)
@@ -194,14 +212,36 @@ def _check_resume(cfg: Mapping[str, Any]) -> None:
                         "continue it, or another run_dir=DIR")
 
 
-def _check_data(cfg: Mapping[str, Any]) -> None:
+def not_checked(cfg: Mapping[str, Any], base_path: str) -> list[str]:
+    """What a dry run could not check on this machine, one line each: the model when
+    ``base_path`` is not here (validated against ``stand_in``'s config), and data files that
+    are missing (with the command that writes them)."""
+    lines = []
+    if not model_on_disk(base_path):
+        lines.append(f"the model at base.path={base_path} (not on this machine; verl "
+                     f"validated a stand-in {cfg['dry_run_stand_in']} config.json, "
+                     "dry_run_stand_in): " + ", ".join(NOT_CHECKED))
+    lines += [problem for _, problem in _missing_data(cfg)]
+    return lines
+
+
+def _missing_data(cfg: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(path, the line saying how to write it) for every parquet file the run needs and lacks."""
     train, tests = data_files(cfg)
+    out = []
     for path in [train, *tests]:
         if not os.path.exists(path):
             name = os.path.basename(os.path.dirname(path))
-            raise MissingPath(f"{path} not found: run `rlboundary data prepare {name} --out "
+            out.append((path, f"{path} not found: run `rlboundary data prepare {name} --out "
                               f"{os.path.dirname(path)}` first (cluster.data_dir="
-                              f"{cfg['cluster']['data_dir']})")
+                              f"{cfg['cluster']['data_dir']})"))
+    return out
+
+
+def _check_data(cfg: Mapping[str, Any]) -> None:
+    missing = _missing_data(cfg)
+    if missing:
+        raise MissingPath(missing[0][1])
 
 
 def finish_probes(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> dict:
