@@ -7,6 +7,7 @@
     rlboundary train -m [--recipe recipes/tiny/six_algorithms.yaml] [algorithm=ppo,grpo ...]
     rlboundary train engine=verl --recipe recipes/omni_math/grpo.yaml [dry_run=true] [verl.KEY=V]
     rlboundary probe [model=PATH] [base=PATH] [series=DIR] [data=NAME] [n=256] [key=value ...]
+    rlboundary probe -m sampling.temperature=0.6,1.0,1.2 [model=PATH | series=DIR] [...]
     rlboundary report RUN_DIR | rlboundary report --compare DIR [DIR ...]
     rlboundary verify PRED GOLD | rlboundary verify --text FILE GOLD   (no overrides)
 
@@ -70,7 +71,12 @@ def cmd_base_build(args: argparse.Namespace, overrides: list[str]) -> None:
     heldout_accuracy(cfg, path, timings)
 
 
-def cmd_probe(args: argparse.Namespace, overrides: list[str]) -> None:
+def cmd_probe(args: argparse.Namespace, overrides: list[str]) -> int | None:
+    if args.multirun:
+        from rlboundary import sweep
+
+        return sweep.run_multirun(overrides, exclude_keys=recipe_keys(args.recipe),
+                                  command="probe")
     cfg = compose(overrides)
     timings: dict[str, float] = {}
     print_summary(run_probe(cfg, timings))
@@ -162,8 +168,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("demo", parents=[common], help="the embedded study on this machine").set_defaults(func=cmd_demo)
     sub.add_parser("train", parents=[common], help="RL training (engine=local|verl), probing "
                    "every checkpoint; -m runs a Hydra sweep").set_defaults(func=cmd_train)
-    sub.add_parser("probe", parents=[common], help="probe a checkpoint (model=PATH) or a series (series=DIR)"
-                   ).set_defaults(func=cmd_probe)
+    sub.add_parser("probe", parents=[common], help="probe a checkpoint (model=PATH) or a series "
+                   "(series=DIR); -m runs a Hydra sweep of probes").set_defaults(func=cmd_probe)
     rep = sub.add_parser("report", parents=[common], help="write RUN_DIR/report/index.html; "
                          "--compare DIR... puts several runs (or a sweep) on one page")
     rep.add_argument("run_dir", nargs="+", metavar="RUN_DIR")
@@ -217,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a not in ("-m", "--multirun")]
     args, overrides = parser().parse_known_args(argv)
     args.multirun = multirun
-    if multirun and args.command != "train":
-        print("rlboundary: -m/--multirun (a Hydra sweep) is for `rlboundary train`",
-              file=sys.stderr)
+    if multirun and args.command not in ("train", "probe"):
+        print("rlboundary: -m/--multirun (a Hydra sweep) is for `rlboundary train` and "
+              "`rlboundary probe`", file=sys.stderr)
         return 2
     bad = [o for o in overrides if "=" not in o]
     if bad:

@@ -54,6 +54,8 @@ _CHECKS = (
     ("cluster.chat_template", str, lambda v: v in ("raw", "model"), "raw or model"),
     ("dry_run", bool, lambda v: True, "true or false"),
     ("control", str, lambda v: v == "temperature", "null or temperature"),
+    ("temperature_control.target", str, lambda v: v in ("policy", "base", "both"),
+     "policy, base or both"),
     ("temperature_control.problems", int, lambda v: v >= 1, "a whole number >= 1"),
     ("temperature_control.n", int, lambda v: v >= 1, "a whole number >= 1"),
     ("temperature_control.tol", float, lambda v: v > 0, "a number > 0"),

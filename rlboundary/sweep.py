@@ -1,17 +1,21 @@
-"""`rlboundary train -m`: sweeps of training jobs through Hydra's own multirun machinery.
+"""`rlboundary train -m` and `rlboundary probe -m`: sweeps of training or probe jobs through
+Hydra's own multirun machinery (e.g. `rlboundary probe -m sampling.temperature=0.6,1.0,1.2
+model=CKPT`: one probe run per temperature, then `report --compare` on one page).
 
 Hydra composes every job (comma lists on the command line, or `hydra.sweeper.params` in a
 recipe), its sweeper orders them and the launcher picked with `hydra/launcher=...` runs them:
 Hydra's basic launcher one after another in this process, or a plugin such as submitit on SLURM
 (`recipes/launcher/slurm.yaml`). This module is the CLI's other half and reads Hydra like it.
 
-Each job trains into its own run directory, `hydra.sweep.dir/hydra.sweep.subdir` (the sweep's
-folder, then the job's overrides), and writes `job.json` there: its overrides, how it ended
-(`done`, `failed` with the error, `skipped` when already done) and its wall time. A job that
+Each job trains (or probes) into its own run directory, `hydra.sweep.dir/hydra.sweep.subdir`
+(the sweep's folder, then the job's overrides), and writes `job.json` there: its overrides, how
+it ended (`done`, `failed` with the error, `skipped` when already done) and its wall time. A job that
 fails is recorded and the sweep goes on (Hydra's sweeper would stop at the first failure); the
 sweep's record `SWEEP_DIR/sweep.json` and a table of every job follow at the end, and the exit
 code is 1 when a job failed. Re-running the same sweep skips the jobs already done and resumes
-the rest from their newest checkpoint (`resume=auto`).
+the rest from their newest checkpoint (`resume=auto`); a probe job runs again and reuses every
+result already stored with its settings. A probe sweep writes under `runs/sweeps/<data>_probe`
+unless the recipe or command line sets `hydra.sweep.dir`.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rlboundary.commands import compose_hydra, run_train, settle, write_report
+from rlboundary.commands import (
+    compose_hydra,
+    print_summary,
+    run_probe,
+    run_train,
+    settle,
+    write_report,
+)
 from rlboundary.errors import UserError
 from rlboundary.fileio import write_text
 
@@ -41,10 +52,44 @@ def _read(path: Path) -> dict | None:
 
 
 def train_job(cfg: DictConfig) -> dict[str, Any]:
-    """One job of a sweep (called by Hydra's launcher): train into the job's output directory.
+    """One training job of a sweep (called by Hydra's launcher); see :func:`run_job`. A job
+    done before (same overrides) is skipped unless ``resume=disable``."""
+    return run_job(cfg, _train, skip_done=cfg.resume != "disable")
 
-    Never raises for a failed training run: the failure is written to ``job.json`` (with the
-    traceback in ``error.txt``) and returned, so the launcher goes on with the next job.
+
+def probe_job(cfg: DictConfig) -> dict[str, Any]:
+    """One probe job of a sweep (``rlboundary probe -m``); see :func:`run_job`. Never skipped:
+    the probe itself reuses every result already stored with the same settings."""
+    return run_job(cfg, _probe, skip_done=False)
+
+
+def _train(cfg: DictConfig, run_dir: Path, sweep: str, name: str,
+           timings: dict[str, float]) -> str:
+    with open_dict(cfg):
+        cfg.trainer.group = cfg.trainer.group or sweep
+        cfg.trainer.experiment_name = f"{sweep}/{name}"
+    settle(cfg)
+    result = run_train(cfg, timings)
+    if result.get("probes"):
+        write_report(cfg, str(run_dir), timings)
+    # engine=verl dry_run=true only checks the job's config: not done, so a real run reruns it
+    return "checked" if "verl_config" in result else "done"
+
+
+def _probe(cfg: DictConfig, run_dir: Path, sweep: str, name: str,
+           timings: dict[str, float]) -> str:
+    settle(cfg)
+    print_summary(run_probe(cfg, timings))
+    write_report(cfg, str(run_dir), timings)
+    return "done"
+
+
+def run_job(cfg: DictConfig, work, skip_done: bool) -> dict[str, Any]:
+    """One job of a sweep: ``work(cfg, run_dir, sweep name, job name, timings)`` in the job's
+    output directory, returning its status.
+
+    Never raises for a failed job: the failure is written to ``job.json`` (with the traceback
+    in ``error.txt``) and returned, so the launcher goes on with the next job.
     """
     from hydra.core.hydra_config import HydraConfig
 
@@ -55,22 +100,14 @@ def train_job(cfg: DictConfig) -> dict[str, Any]:
     record = {"job": hc.job.num, "name": hc.job.override_dirname or sweep,
               "overrides": overrides, "run_dir": str(run_dir)}
     old = _read(run_dir / JOB_RECORD) or {}
-    if old.get("status") in ("done", "skipped") and old.get("overrides") == overrides \
-            and cfg.resume != "disable":
+    if skip_done and old.get("status") in ("done", "skipped") \
+            and old.get("overrides") == overrides:
         print(f"[rlboundary] job {record['name']}: done before, skipped", flush=True)
         return _write_job(run_dir, {**old, "status": "skipped", "job": hc.job.num})
-    with open_dict(cfg):
-        cfg.trainer.group = cfg.trainer.group or sweep
-        cfg.trainer.experiment_name = f"{sweep}/{record['name']}"
     t0 = time.perf_counter()
     try:
-        settle(cfg)
         timings: dict[str, float] = {}
-        result = run_train(cfg, timings)
-        if result.get("probes"):
-            write_report(cfg, str(run_dir), timings)
-        # engine=verl dry_run=true only checks the job's config: not done, so a real run reruns it
-        record.update(status="checked" if "verl_config" in result else "done", error=None)
+        record.update(status=work(cfg, run_dir, sweep, record["name"], timings), error=None)
     except Exception as e:  # noqa: BLE001 - recorded, and the sweep goes on
         write_text(str(run_dir / "error.txt"), traceback.format_exc())
         msg = " ".join(str(e).split()) or type(e).__name__
@@ -80,6 +117,11 @@ def train_job(cfg: DictConfig) -> dict[str, Any]:
     record["attempts"] = int(old.get("attempts", 0)) + 1
     record["seconds"] = round(time.perf_counter() - t0, 1)
     return _write_job(run_dir, record)
+
+
+JOBS = {"train": train_job, "probe": probe_job}
+#: Where a probe sweep writes when neither the recipe nor the command line says.
+PROBE_SWEEP_DIR = "runs/sweeps/${data.name}_probe"
 
 
 def _write_job(run_dir: Path, record: dict) -> dict:
@@ -107,16 +149,22 @@ def fixed_keys(overrides: list[str]) -> list[str]:
             if o.key_or_group not in swept and not o.key_or_group.startswith("hydra")]
 
 
-def run_multirun(overrides: list[str], exclude_keys: list[str]) -> int:
-    """Launch the sweep through Hydra; print and record how each job ended.
+def run_multirun(overrides: list[str], exclude_keys: list[str], command: str = "train") -> int:
+    """Launch the sweep of ``command`` jobs (``train`` or ``probe``) through Hydra; print and
+    record how each job ended.
 
     ``exclude_keys`` are override keys left out of job directory names (the recipe's own
-    ``+group``). Returns 0 when every job is done, 1 when any failed. Raises ``UserError``
-    when Hydra rejects the sweep itself (an unknown key or group).
+    ``+group``). A probe sweep writes to :data:`PROBE_SWEEP_DIR` unless ``hydra.sweep.dir`` is
+    set. Returns 0 when every job is done, 1 when any failed. Raises ``UserError`` when Hydra
+    rejects the sweep itself (an unknown key or group).
     """
     import hydra
 
     cfg = compose_hydra(overrides, multirun=True)
+    default_dir = OmegaConf.to_container(cfg.hydra.sweep)["dir"] == "runs/sweeps/${data.name}"
+    if command == "probe" and default_dir:
+        overrides = [f"hydra.sweep.dir={PROBE_SWEEP_DIR}", *overrides]
+        cfg = compose_hydra(overrides, multirun=True)
     sweep_dir = Path(str(cfg.hydra.sweep.dir))
     names = OmegaConf.to_container(cfg.hydra.job.config.override_dirname.exclude_keys)
     names += exclude_keys + fixed_keys(overrides)
@@ -125,9 +173,9 @@ def run_multirun(overrides: list[str], exclude_keys: list[str]) -> int:
                              "run_dir=${hydra:runtime.output_dir}"]  # each job its own dir
     started = time.time()
     task = hydra.main(version_base=None, config_path="pkg://rlboundary.conf",
-                      config_name="config")(train_job)
+                      config_name="config")(JOBS[command])
     argv = sys.argv
-    sys.argv = ["rlboundary train", "--multirun", *overrides]
+    sys.argv = [f"rlboundary {command}", "--multirun", *overrides]
     try:
         task()
     except SystemExit as e:  # Hydra reports its own errors, then exits

@@ -328,6 +328,36 @@ def test_compare_refuses_runs_with_different_base_models(tmp_path):
         write_compare([tmp_path / "x" / "probes" / "arith"])
 
 
+def test_compare_pairs_each_run_with_its_own_base_when_only_sampling_differs(tmp_path):
+    """A temperature sweep: base probes that differ in sampling settings alone form one base
+    row each, and every run's differences are paired with its own base; base probes that
+    differ in anything else (here the base model's hash) are still refused, naming it."""
+    from rlboundary.errors import UserError
+    from rlboundary.report.compare import base_groups, compare_table
+
+    datas = {}
+    for label, seed, t in (("T=0.6", 0, 0.6), ("T=1.0", 1, 1.0)):
+        data = load_run(make_run(tmp_path / label, seed=seed, datasets=("arith",)))
+        data.settings = pd.DataFrame([{"dataset": "arith", "step": 0, "settings": "-",
+                                       "base_sha": "aa", "sampling.temperature": t}])
+        datas[label] = data
+    groups = base_groups(datas, "arith")
+    assert groups == {"base model (sampling.temperature=0.6)": ["T=0.6"],
+                      "base model (sampling.temperature=1.0)": ["T=1.0"]}
+    df = compare_table(datas, "arith", n_boot=200)
+    assert list(df["run"]) == [*groups][:1] + ["T=0.6"] + [*groups][1:] + ["T=1.0"]
+    for label, data in datas.items():
+        base, last = data.table("arith", 0), data.table("arith", 20)
+        row = df[df["run"] == label].iloc[0]
+        assert row["diff@1"] == pytest.approx((last["c"] / last["n"]).mean()
+                                              - (base["c"] / base["n"]).mean())
+    assert df[df["run"].isin(list(groups))]["diff@1"].isna().all()
+    datas["T=1.0"].settings["base_sha"] = "bb"
+    with pytest.raises(UserError, match=r"not probed against the same base model on arith "
+                                        r"\(base_sha, sampling.temperature differ\)"):
+        base_groups(datas, "arith")
+
+
 def test_compare_goes_to_wandb_as_one_table_in_the_sweeps_group(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     from rlboundary.report.compare import log_compare_wandb

@@ -78,3 +78,54 @@ def test_a_sweep_recipe_without_m_is_refused(tmp_path, capsys):
     root = os.path.join(os.path.dirname(__file__), "..", "recipes", "tiny", "six_algorithms.yaml")
     assert main(["train", "--recipe", root]) == 2
     assert "-m" in capsys.readouterr().err
+
+
+def test_a_probe_sweep_over_temperature_lands_on_one_compare_page(trained_base, tmp_path,
+                                                                  monkeypatch, capsys):
+    """`rlboundary probe -m sampling.temperature=0.6,1.0 model=CKPT`: one probe run per
+    temperature under runs/sweeps/<data>_probe, each checkpoint probe against the base sampled
+    at the same temperature; `report --compare` puts both on one page, each run paired with
+    its own base."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rlboundary.results.store import ProbeStore
+
+    ckpt = tmp_path / "global_step_5"
+    model = AutoModelForCausalLM.from_pretrained(trained_base)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(1.5)   # a sharper policy than the base
+    model.save_pretrained(ckpt)
+    AutoTokenizer.from_pretrained(trained_base).save_pretrained(ckpt)
+    monkeypatch.chdir(tmp_path)
+    cmd = ["probe", "-m", "sampling.temperature=0.6,1.0", f"model={ckpt}",
+           f"base.path={trained_base}", "n=8", "probe.limit=8", "progress=false",
+           "sampling.max_new_tokens=48"]
+    assert main(cmd) == 0
+    sweep = tmp_path / "runs" / "sweeps" / "arithmetic_probe"
+    done = jobs(sweep)
+    assert {n: j["status"] for n, j in done.items()} == {"sampling.temperature=0.6": "done",
+                                                         "sampling.temperature=1.0": "done"}
+    for t in (0.6, 1.0):
+        run = sweep / f"sampling.temperature={t}"
+        for step in (0, 5):
+            prov = ProbeStore(str(run), "arithmetic", step).provenance()
+            assert prov["sampling"]["temperature"] == t
+        assert (run / "report" / "index.html").exists()
+    out = capsys.readouterr().out
+    assert "rlboundary report --compare runs/sweeps/arithmetic_probe" in out
+    assert main(cmd) == 0   # probe jobs run again and reuse every stored result
+    assert {j["attempts"] for j in jobs(sweep).values()} == {2}
+    assert main(["report", "--compare", str(sweep)]) == 0
+    table = pd.read_csv(sweep / "compare" / "arithmetic_compare.csv")
+    assert list(table["run"]) == ["base model (sampling.temperature=0.6)",
+                                  "sampling.temperature=0.6",
+                                  "base model (sampling.temperature=1.0)",
+                                  "sampling.temperature=1.0"]
+    assert list(table["step"]) == [0, 5, 0, 5]
+    for base_row, run_row in ((0, 1), (2, 3)):   # each run against its own base
+        b, r = table.iloc[base_row], table.iloc[run_row]
+        assert r["diff@1"] == pytest.approx(r["pass@1"] - b["pass@1"])
+        assert r["delta_se"] == pytest.approx(b["pass@8"] - r["pass@1"])
+    html = (sweep / "compare" / "index.html").read_text()
+    assert html.count("<img") == 3 and "sampled like it" in html

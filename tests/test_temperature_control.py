@@ -41,15 +41,18 @@ def test_a_target_outside_the_bracket_is_one_clear_error():
 
 
 @pytest.mark.slow
-def test_control_finds_half_the_temperature_for_doubled_logits(tmp_path, trained_base,
-                                                               base_overrides):
+def test_control_finds_both_directions_for_doubled_logits(tmp_path, trained_base,
+                                                          base_overrides):
     """End to end: `rlboundary probe model=CKPT control=temperature`, where CKPT is the base
-    with its final norm doubled (logits x 2): its samples at T=1 are the base's at T=0.5, so
-    the matched temperature is 0.5 and the report draws the control."""
+    with its final norm doubled (logits x 2). Its samples at T are the base's at T/2, so at
+    the probe's T=1 the study's direction (target=policy: raise the checkpoint's temperature to
+    the base's entropy) finds T*=2, and the other (target=base) finds T*=0.5; the report draws
+    both; a second call for one direction keeps the other's entry."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from rlboundary.cli import main
+    from rlboundary.results.control import read_control
 
     ckpt = tmp_path / "global_step_7"
     model = AutoModelForCausalLM.from_pretrained(trained_base)
@@ -58,13 +61,42 @@ def test_control_finds_half_the_temperature_for_doubled_logits(tmp_path, trained
     model.save_pretrained(ckpt)
     AutoTokenizer.from_pretrained(trained_base).save_pretrained(ckpt)
     run = tmp_path / "run"
-    rc = main(["probe", f"model={ckpt}", f"base.path={trained_base}", "control=temperature",
-               "n=8", "probe.limit=8", "progress=false", f"run_dir={run}",
-               "temperature_control.problems=4", "temperature_control.n=4",
-               "temperature_control.tol=0.002", *base_overrides])
-    assert rc == 0
-    info = json.loads((run / "control.json").read_text())["arithmetic"]
-    assert info["step"] == 7 and info["temperature"] == 1.0
-    assert info["matched_temperature"] == pytest.approx(0.5, abs=0.02), info["trace"]
-    assert os.path.exists(info["run_dir"])
+    args = ["probe", f"model={ckpt}", f"base.path={trained_base}", "control=temperature",
+            "n=8", "probe.limit=8", "progress=false", f"run_dir={run}",
+            "temperature_control.problems=4", "temperature_control.n=4",
+            "temperature_control.tol=0.002", "temperature_control.bracket=[0.05,3.0]",
+            *base_overrides]
+    assert main([*args, "temperature_control.target=both"]) == 0
+    info = read_control(run)["arithmetic"]
+    assert set(info) == {"policy", "base"}
+    for target, t_star in (("policy", 2.0), ("base", 0.5)):
+        e = info[target]
+        assert e["step"] == 7 and e["temperature"] == 1.0 and e["target"] == target
+        assert e["matched_temperature"] == pytest.approx(t_star, rel=0.04), e["trace"]
+        assert os.path.basename(e["run_dir"]) == f"{target}_T{e['matched_temperature']:.4f}"
+    # the policy control is the checkpoint at T* against the base at T: its run holds both
+    policy_run = info["policy"]["run_dir"]
+    stored = {f for f in os.listdir(os.path.join(policy_run, "probes", "arithmetic"))
+              if f.endswith(".parquet") and "samples" not in f}
+    assert stored == {"step_00000000.parquet", "step_00000007.parquet"}
+    from rlboundary.results.store import ProbeStore
+
+    temps = [ProbeStore(policy_run, "arithmetic", s).provenance()["sampling"]["temperature"]
+             for s in (0, 7)]
+    assert temps == [1.0, info["policy"]["matched_temperature"]]
     assert (run / "report" / "arithmetic_control.png").exists()
+    # the study's direction alone, again: the base direction's entry stays
+    assert main([*args]) == 0
+    again = read_control(run)["arithmetic"]
+    assert set(again) == {"policy", "base"}
+    assert again["policy"]["matched_temperature"] == info["policy"]["matched_temperature"]
+
+
+def test_a_control_record_of_the_old_shape_reads_as_the_base_direction(tmp_path):
+    from rlboundary.results.control import read_control
+
+    (tmp_path / "control.json").write_text(json.dumps(
+        {"arithmetic": {"temperature": 1.0, "matched_temperature": 0.5, "step": 3}}))
+    assert read_control(tmp_path) == {"arithmetic": {"base": {
+        "temperature": 1.0, "matched_temperature": 0.5, "step": 3}}}
+    assert read_control(tmp_path / "nothing_here") == {}

@@ -145,7 +145,9 @@ def probe_checkpoint(path: str, step: int, cfg: Mapping) -> dict[str, dict[str, 
 
 def _probe_base(cfg: Mapping, name: str, task: Task, records: list[Record]) -> pd.DataFrame:
     """The base model's rows (step 0): the run's own copy when it matches the settings, else
-    the shared cache's (probed there when missing), copied into the run."""
+    the shared cache's (probed there when missing), copied into the run. ``cfg["base_sampling"]``
+    (set only by the temperature control) samples the base otherwise than the checkpoint."""
+    cfg = {**cfg, "sampling": cfg.get("base_sampling") or cfg["sampling"]}
     prov = provenance(cfg, cfg["base_path"], records, task)
     local = ProbeStore(cfg["run_dir"], name, 0)
     if reuse_or_clear(local, prov, cfg, f"{name} step 0 (the base model)"):

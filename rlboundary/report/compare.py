@@ -6,6 +6,10 @@ delta_SE (base pass@k_max minus the run's pass@1), base-model perplexity, entrop
 counts and the crossover k. Figures: every run's pass@k curve beside the base's (log-k axis),
 pass@1 and pass@k_max over training steps per run, and the runs' ledgers side by side. The same
 table goes to W&B as one `wandb.Table` in a run of its own, grouped with the sweep's runs.
+
+Runs whose base probes differ only in sampling (a probe sweep over `sampling.temperature`,
+`rlboundary probe -m`) share the page too: each is compared with the base sampled like it,
+one base row per setting.
 """
 
 from __future__ import annotations
@@ -69,35 +73,78 @@ def load_runs(paths: list[str | Path]) -> tuple[dict[str, Path], dict[str, RunDa
     return runs, datas, datasets
 
 
-def _same_base(datas: dict[str, RunData], dataset: str) -> pd.DataFrame:
-    """The base model's probe table every run shares; ``UserError`` naming the odd run out."""
-    ref_label, ref = None, None
+def _base_table(data: RunData, label: str, dataset: str) -> pd.DataFrame:
+    if 0 not in data.steps(dataset):
+        raise UserError(f"run {label}: no base-model probe (step 0) of {dataset}")
+    tbl = data.table(dataset, 0)[["problem_id", "n", "c"]].sort_values("problem_id")
+    return tbl.reset_index(drop=True)
+
+
+def _base_settings(data: RunData, dataset: str) -> dict:
+    """The flattened provenance of a run's base probe of ``dataset`` ({} when unrecorded)."""
+    s = data.settings
+    if s.empty or "step" not in s:
+        return {}
+    hit = s[(s["dataset"] == dataset) & (s["step"] == 0)]
+    return {k: v for k, v in hit.iloc[0].items() if k not in ("dataset", "step", "settings",
+                                                             "checkpoint")
+            and not (isinstance(v, float) and np.isnan(v))} if len(hit) else {}
+
+
+def base_groups(datas: dict[str, RunData], dataset: str) -> dict[str, list[str]]:
+    """{base label: run labels}: the runs grouped by the base-model probe they share.
+
+    One group (the usual case) is labelled ``base model``. Several are allowed only when
+    their base probes differ in sampling settings alone (a sweep of ``sampling.temperature``:
+    each run is compared with the base sampled like it), labelled by those settings, e.g.
+    ``base model (sampling.temperature=0.6)``. Raises ``UserError`` naming two runs whose base
+    probes differ otherwise (another base model, other problems, n, seed or verifier).
+    """
+    groups: list[tuple[pd.DataFrame, list[str]]] = []
     for label, data in datas.items():
-        if 0 not in data.steps(dataset):
-            raise UserError(f"run {label}: no base-model probe (step 0) of {dataset}")
-        tbl = data.table(dataset, 0)[["problem_id", "n", "c"]].sort_values("problem_id")
-        if ref is None:
-            ref_label, ref = label, tbl.reset_index(drop=True)
-        elif not tbl.reset_index(drop=True).equals(ref):
-            raise UserError(f"runs {ref_label} and {label} were not probed against the same "
-                            f"base model on {dataset} (their step-0 tables differ)")
-    return next(iter(datas.values())).table(dataset, 0)
+        tbl = _base_table(data, label, dataset)
+        for ref, members in groups:
+            if tbl.equals(ref):
+                members.append(label)
+                break
+        else:
+            groups.append((tbl, [label]))
+    if len(groups) == 1:
+        return {BASE: groups[0][1]}
+    settings = [_base_settings(datas[members[0]], dataset) for _, members in groups]
+    keys = set().union(*settings)
+    differ = sorted(k for k in keys if len({repr(s.get(k)) for s in settings}) > 1)
+    if not differ or not all(k.startswith("sampling.") for k in differ):
+        a, b = groups[0][1][0], groups[1][1][0]
+        why = f" ({', '.join(differ)} differ)" if differ else " (their step-0 tables differ)"
+        raise UserError(f"runs {a} and {b} were not probed against the same base model on "
+                        f"{dataset}{why}")
+    return {f"{BASE} ({', '.join(f'{k}={s.get(k)}' for k in differ)})": members
+            for s, (_, members) in zip(settings, groups)}
 
 
 def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -> pd.DataFrame:
-    """One row for the base model, then one per run at its last probed step (numbers)."""
-    base = _same_base(datas, dataset)
+    """One row per base model (see ``base_groups``: usually one) followed by one row per run
+    compared with it, at the run's last probed step (numbers). ``attrs``: ``k``,
+    ``problems``, ``bases`` ({base label: run labels})."""
+    groups = base_groups(datas, dataset)
     k = min(k_max(d.problems[d.problems["dataset"] == dataset]) for d in datas.values())
-    rows = [{"run": BASE, "step": 0, **versus_base(base, base, k, n_boot=n_boot),
-             **beyond_study(base)}]
-    for label, data in datas.items():
-        last = data.steps(dataset)[-1]
-        cur = data.table(dataset, last)
-        rows.append({"run": label, "step": last,
-                     **versus_base(base, cur, k, n_boot=n_boot), **beyond_study(cur)})
+    rows = []
+    for base_label, members in groups.items():
+        base = datas[members[0]].table(dataset, 0)
+        rows.append({"run": base_label, "step": 0, **versus_base(base, base, k, n_boot=n_boot),
+                     **beyond_study(base)})
+        for label in members:
+            data = datas[label]
+            last = data.steps(dataset)[-1]
+            cur = data.table(dataset, last)
+            rows.append({"run": label, "step": last,
+                         **versus_base(base, cur, k, n_boot=n_boot), **beyond_study(cur)})
     df = pd.DataFrame(rows)
-    df.loc[0, [c for c in df.columns if c.startswith("diff@")] + ["crossover_k"]] = np.nan
-    df.attrs.update(k=k, problems=len(base))
+    is_base = df["run"].isin(list(groups))
+    df.loc[is_base, [c for c in df.columns if c.startswith("diff@")] + ["crossover_k"]] = np.nan
+    df.attrs.update(k=k, problems=len(datas[next(iter(groups.values()))[0]].table(dataset, 0)),
+                    bases=groups)
     return df
 
 
@@ -170,10 +217,6 @@ def table_html(df: pd.DataFrame) -> str:
     return "".join(out)
 
 
-def _base_curve(datas: dict[str, RunData], dataset: str, ks: list[int]) -> pd.DataFrame:
-    return curve(next(iter(datas.values())).table(dataset, 0), ks)
-
-
 def seeds_html(table: pd.DataFrame) -> str:
     """The across-seed table (``seeds.seed_table``) as HTML; empty when there is none."""
     if table.empty:
@@ -207,17 +250,25 @@ def dataset_section(datas: dict[str, RunData], dataset: str, out: Path,
         seeds.to_csv(out / f"{slug(dataset)}_seeds.csv", index=False)
     ks = k_grid(k)
     last = {label: curve(d.table(dataset, d.steps(dataset)[-1]), ks) for label, d in datas.items()}
+    bases = df.attrs["bases"]
+    base_curves = {b: curve(datas[members[0]].table(dataset, 0), ks)
+                   for b, members in bases.items()}
+    by_run = df.set_index("run")
+    which = ("the base model (black dashed, hollow circles)" if len(bases) == 1 else
+             "each run's base model, sampled like it (dashed, hollow circles, in its run's "
+             "colour)")
     figs = [
-        (plots.compare_curves_figure(_base_curve(datas, dataset, ks), last, dataset),
-         "pass@k of each run's last checkpoint and of the base model (black dashed, hollow "
-         "circles); bands are 95% CIs over problems."),
+        (plots.compare_curves_figure(base_curves, last, dataset, bases),
+         f"pass@k of each run's last checkpoint and of {which}; bands are 95% CIs over "
+         "problems."),
         (plots.compare_steps_figure(over_steps(datas, dataset, k), k, dataset,
-                                    base=df.iloc[0]),
+                                    {b: by_run.loc[b] for b in bases}, bases),
          f"pass@1 and pass@{k} at every probed step of each run (95% CI error bars); "
-         "dashed lines mark the base model."),
-        (plots.compare_ledger_figure(df.iloc[1:], dataset),
-         "The solvability ledger of each run's last checkpoint against the base model "
-         "(solved = at least one of n samples correct)."),
+         "dashed lines mark the base model" + ("." if len(bases) == 1 else "s.")),
+        (plots.compare_ledger_figure(df[~df["run"].isin(list(bases))], dataset),
+         "The solvability ledger of each run's last checkpoint against "
+         + ("the base model" if len(bases) == 1 else "its base model")
+         + " (solved = at least one of n samples correct)."),
     ]
     html_figs = [figure_html(save(fig, out / f"{slug(dataset)}_compare_{i}.png"), cap)
                  for i, (fig, cap) in enumerate(figs)]
@@ -233,7 +284,7 @@ def write_compare(paths: list[str | Path], out_dir: str | Path | None = None) ->
     ``out_dir`` defaults to ``<first path>/compare``. Runs that differ only in seed are also
     summarised across seeds (``report/seeds.py``; ``seeds.txt`` holds those lines, which the
     CLI prints). Raises ``UserError`` when fewer than one run is found or the runs were not
-    probed against the same base model.
+    probed against the same base model (``base_groups``).
     """
     runs, datas, datasets = load_runs(paths)
     out = Path(out_dir) if out_dir else Path(paths[0]) / "compare"

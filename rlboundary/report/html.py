@@ -49,9 +49,11 @@ FIGURES: list[tuple[str, str, Callable, str | None]] = [
      "normalisation) and the entropy of their distribution, over all samples and over the "
      "correct ones; thin black lines mark the base model.", plots_probes.answers_figure, None),
     ("control", "The temperature control (rlboundary probe ... control=temperature): the base "
-     "model at the probe's temperature, the base at the temperature where its token entropy "
-     "equals the checkpoint's, and the checkpoint. If the entropy-matched base still beats the "
-     "checkpoint at large k, the shrinkage is not just lower entropy.",
+     "model and the checkpoint at the probe's temperature T, the checkpoint at the temperature "
+     "T* where its token entropy equals the base's at T (the study's direction, "
+     "temperature_control.target=policy), and the base at the T* where its entropy equals the "
+     "checkpoint's (target=base). If the base still beats the entropy-matched checkpoint at "
+     "large k, the shrinkage is not just lower entropy.",
      plots_probes.control_figure, None),
 ]
 # Why a figure builder returned None (its input was not measured).

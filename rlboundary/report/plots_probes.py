@@ -3,8 +3,6 @@ as `plots`."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -22,6 +20,7 @@ from rlboundary.report.plot_style import (
     step_label,
     styled,
 )
+from rlboundary.results.control import read_control
 
 
 @styled
@@ -91,31 +90,41 @@ def answers_figure(data: RunData, dataset: str) -> Figure | None:
 
 @styled
 def control_figure(data: RunData, dataset: str) -> Figure | None:
-    """The temperature control (RUN_DIR/control.json): pass@k of the base at the probe's
-    temperature T, the base at T* (where its token entropy equals the checkpoint's) and the
-    checkpoint, on one log-k plot. None when the run has no control for ``dataset``."""
-    path = data.run_dir / "control.json"
-    if not path.exists():
+    """The temperature control (RUN_DIR/control.json, results/control.py): pass@k of the base
+    and the checkpoint at the probe's temperature T, and of each entropy-matched control: the
+    checkpoint at T* where its token entropy equals the base's at T (``policy``, the study's),
+    the base at T* where its entropy equals the checkpoint's at T (``base``). One log-k plot;
+    None when the run has no control for ``dataset``."""
+    entries = read_control(data.run_dir).get(dataset, {})
+    entries = {t: e for t, e in entries.items() if e["step"] in data.steps(dataset)}
+    if not entries:
         return None
-    info = json.loads(path.read_text()).get(dataset)
-    if not info or info["step"] not in data.steps(dataset):
-        return None
-    matched = load_run(info["run_dir"]).table(dataset, 0)
-    tables = {f"base, T={info['temperature']:g}": data.table(dataset, 0),
-              f"base, T*={info['matched_temperature']:g} (entropy matched)": matched,
-              f"{step_label(info['step'])}, T={info['temperature']:g}":
-                  data.table(dataset, info["step"])}
-    ks = k_grid(min(k_max(t) for t in tables.values()))
-    styles = [(BASE_COLOR, "--"), (OKABE_ITO["blue"], ":"), (OKABE_ITO["vermillion"], "-")]
+    first = next(iter(entries.values()))
+    step, t0 = first["step"], first["temperature"]
+    ckpt = step_label(step)
+    lines = [(f"base, T={t0:g}", data.table(dataset, 0), BASE_COLOR, "--"),
+             (f"{ckpt}, T={t0:g}", data.table(dataset, step), OKABE_ITO["vermillion"], "-")]
+    if "policy" in entries:
+        e = entries["policy"]
+        lines.append((f"{ckpt}, T*={e['matched_temperature']:g} (its entropy = base's at T)",
+                      load_run(e["run_dir"]).table(dataset, e["step"]), OKABE_ITO["orange"],
+                      ":"))
+    if "base" in entries:
+        e = entries["base"]
+        lines.append((f"base, T*={e['matched_temperature']:g} (its entropy = {ckpt}'s at T)",
+                      load_run(e["run_dir"]).table(dataset, 0), OKABE_ITO["blue"], ":"))
+    ks = k_grid(min(k_max(table) for _, table, _, _ in lines))
     fig, ax = new_figure((6.4, 3.8))
-    for (label, table), (color, ls) in zip(tables.items(), styles):
+    for label, table, color, ls in lines:
         c = curve(table, ks)
         ax.plot(c["k"], c["pass"], color=color, ls=ls, marker="o", ms=3.5, lw=1.5, label=label)
         ax.fill_between(c["k"], c["lo"], c["hi"], color=color, alpha=0.12, lw=0)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("pass@k")
-    ax.set_title(f"{dataset}: is the loss at large k only lower entropy? (token entropy "
-                 f"{info['target_entropy']:.3f} nats on {info['problems']} problems)")
+    entropy = "; ".join(f"{'base' if t == 'policy' else ckpt} {e['target_entropy']:.3f} nats at "
+                        f"T" for t, e in entries.items())
+    ax.set_title(f"{dataset}: is the loss at large k only lower entropy?\n(token entropy on "
+                 f"{first['problems']} problems: {entropy})", fontsize="medium")
     outside_legend(ax)
     return fig
