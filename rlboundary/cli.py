@@ -45,6 +45,9 @@ from rlboundary.commands import (
 )
 from rlboundary.errors import Interrupted, UserError
 
+#: Keys of the `data` node that set training, not the dataset: left out of manifest.json.
+TRAINING_DATA_KEYS = ("train_batch_size",)
+
 
 def cmd_data_prepare(args: argparse.Namespace, overrides: list[str]) -> None:
     from rlboundary.tasks import TASKS
@@ -58,7 +61,8 @@ def cmd_data_prepare(args: argparse.Namespace, overrides: list[str]) -> None:
     timings: dict[str, float] = {}
     with phase(f"prepare {task.name}", timings):
         records = task.load(cache_dir=cfg.cache_dir, **data)
-        man = write_dataset(task, records, out, {"name": task.name, **data})
+        source = {k: v for k, v in data.items() if k not in TRAINING_DATA_KEYS}
+        man = write_dataset(task, records, out, {"name": task.name, **source})
     for split, info in man["splits"].items():
         print(f"  {split}: {info['count']} problems, ids sha256 {info['ids_sha256']}")
     print(f"  wrote {out}/{{{','.join(man['splits'])}}}.parquet and {out}/manifest.json")

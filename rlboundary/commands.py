@@ -44,12 +44,17 @@ def compose_hydra(overrides: list[str], multirun: bool = False) -> DictConfig:
 
 
 def settle(cfg: DictConfig) -> DictConfig:
-    """Check a composed config's settings (``UserError`` naming the bad one) and quiet
-    third-party output unless ``verbose``; returns ``cfg``."""
+    """Check a composed config's settings (``UserError`` naming the bad one), quiet
+    third-party output unless ``verbose``, and cap the verifier's worker pool
+    (``verify.max_workers``) here and in the processes this one starts; returns ``cfg``."""
     from rlboundary.console import quiet
+    from rlboundary.tasks.verify_worker import MAX_WORKERS_ENV
 
     check_settings(cfg)
     quiet(bool(cfg.get("verbose", False)))
+    workers = cfg.get("verify", {}).get("max_workers", "auto")
+    if workers != "auto":  # this process's verifier pool, and every process it starts
+        os.environ[MAX_WORKERS_ENV] = str(workers)
     return cfg
 
 

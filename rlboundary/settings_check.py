@@ -29,6 +29,8 @@ _CHECKS = (
     # training (rlboundary train / demo)
     ("engine", str, lambda v: v in ("local", "verl"), "local or verl"),
     ("resume", str, lambda v: v in ("auto", "disable"), "auto or disable"),
+    ("verify.max_workers", (int, str), lambda v: v == "auto" or (isinstance(v, int) and v >= 1),
+     "auto or a whole number >= 1"),
     ("data.train_batch_size", int, lambda v: v >= 1, "a whole number >= 1"),
     ("rollout.n", int, lambda v: v >= 1, "a whole number >= 1"),
     ("rollout.temperature", float, lambda v: v > 0, "a number > 0"),
@@ -52,6 +54,8 @@ _CHECKS = (
     ("cluster.probe_gpus", int, lambda v: v >= 0, "a whole number >= 0"),
     ("cluster.hf_checkpoint", str, lambda v: v in ("save", "merge"), "save or merge"),
     ("cluster.chat_template", str, lambda v: v in ("raw", "model"), "raw or model"),
+    ("cluster.validation", str, lambda v: v in ("auto", "off", "sampled"),
+     "auto, off or sampled"),
     ("dry_run", bool, lambda v: True, "true or false"),
     ("control", str, lambda v: v == "temperature", "null or temperature"),
     ("temperature_control.target", str, lambda v: v in ("policy", "base", "both"),

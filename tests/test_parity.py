@@ -103,7 +103,7 @@ ALGORITHMS = ("ppo", "grpo", "rloo", "reinforce_pp", "remax", "dapo")
 DERIVED = {
     "reward.reward_manager.name": lambda on: "dapo" if on else "naive",
     "trainer.checkpoint_callback_class": None, "trainer.save_freq": lambda f: f or -1,
-    "trainer.test_freq": lambda f: f or -1, "trainer.logger": lambda b: [*b, "file"],
+    "trainer.logger": lambda b: [*b, "file"],
     "trainer.resume_mode": lambda r: r,
 }
 

@@ -71,6 +71,19 @@ def test_prepare_writes_verl_parquet_and_manifest(tmp_path):
     assert row["prompt"][0]["content"] == render("arithmetic", row["extra_info"]["problem"])
     assert json.loads((tmp_path / "manifest.json").read_text())["splits"]["test"][
         "ids_sha256"] == ids_sha256([r for r in records if r.split == "test"])
+    assert list(frame["extra_info"].map(lambda e: e["index"])) == list(range(30))
+
+
+def test_the_manifest_records_the_data_not_the_training_batch(tmp_path):
+    """`data prepare` writes the dataset's own settings; data.train_batch_size is a training
+    setting (a recipe's 256 would not be the default's 32 anyway) and stays out."""
+    from rlboundary.cli import main
+
+    assert main(["data", "prepare", "arithmetic", "--out", str(tmp_path / "a"),
+                 f"cache_dir={tmp_path / 'cache'}", "data.n_train=20"]) == 0
+    settings = json.loads((tmp_path / "a" / "manifest.json").read_text())["settings"]
+    assert "train_batch_size" not in settings
+    assert settings["name"] == "arithmetic" and settings["n_train"] == 20
 
 
 def test_study_prompt_template_is_raw_text():

@@ -146,9 +146,11 @@ def test_hard_kill_restarts_worker(monkeypatch):
 
 def test_worker_crash_scores_wrong_and_is_replaced(monkeypatch):
     monkeypatch.setattr(W, "SOFT_LIMIT", False)
-    assert V.verify("2+x", "x+2") is Verdict.CORRECT  # this thread has a live worker
+    W.shutdown()
+    assert V.verify("2+x", "x+2") is Verdict.CORRECT  # the pool has one live worker
+    (pid,) = W.worker_pids()
     before = V.stats()
-    threading.Timer(0.5, os.kill, (W._local.worker.proc.pid, signal.SIGKILL)).start()
+    threading.Timer(0.5, os.kill, (pid, signal.SIGKILL)).start()
     t = time.perf_counter()
     assert V.verify(SLOW, "46", timeout=30) is Verdict.WRONG
     assert time.perf_counter() - t < 5
@@ -343,6 +345,7 @@ def _in_new_thread(fn):
 
 def test_worker_that_cannot_start_raises_with_its_reason(monkeypatch):
     """Not scored wrong: a verifier without workers would zero every reward that needs sympy."""
+    W.shutdown()   # no idle worker left to lend: the next call must start one
     monkeypatch.setattr(W, "_COMMAND", "import sys; sys.stderr.write('no sympy here'); sys.exit(3)")
     with pytest.raises(V.VerifierUnavailable, match=r"exited with code 3(.|\n)*no sympy here"):
         _in_new_thread(lambda: V.verify("y+3", "3+y"))

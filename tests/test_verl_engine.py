@@ -103,9 +103,8 @@ def test_translation_sets_verls_keys(algorithm, expected, random_tiny_model):
     verl_cfg, _ = _verl([f"algorithm={algorithm}", "engine=verl"], random_tiny_model)
     for key, value in {**COMMON, **expected}.items():
         assert OmegaConf.select(verl_cfg, key) == value, key
-    path = verl_cfg.reward.custom_reward_function.path
-    assert path.endswith(os.path.join("rlboundary", "tasks", "verify.py"))
-    assert os.path.isfile(path)
+    # by package name, so a reward worker on any node imports it (no file path of this node)
+    assert verl_cfg.reward.custom_reward_function.path == "pkg://rlboundary.tasks.verify"
     assert verl_cfg.actor_rollout_ref.model.path == random_tiny_model
     if algorithm != "dapo":
         assert "reward_kwargs" not in verl_cfg.reward
@@ -158,7 +157,7 @@ def test_dry_run_prints_a_config_verl_accepts_and_launches_nothing(tmp_path):
     yaml = out.stdout.split("checks passed successfully!\n")[1]   # verl's own line, then ours
     printed = OmegaConf.create(yaml.split("[rlboundary] verl validate_config passed")[0])
     assert printed.algorithm.adv_estimator == "grpo"
-    assert printed.reward.custom_reward_function.path.endswith("rlboundary/tasks/verify.py")
+    assert printed.reward.custom_reward_function.path == "pkg://rlboundary.tasks.verify"
     assert "verl validate_config passed (1 node(s) x 8 GPUs" in out.stdout
     assert not run_dir.exists()
 
@@ -352,6 +351,100 @@ def test_verl_loads_our_reward_function_and_scores_the_real_answers(omni_path,
     assert len(records) == 2821
     assert rate >= 0.99, rate
     assert sum(o["acc"] for o in wrong) / len(wrong) <= 0.02
+
+
+def test_verls_loader_imports_the_reward_by_package_from_any_directory(tmp_path,
+                                                                        random_tiny_model):
+    """verl's own get_custom_reward_fn, in a fresh interpreter whose working directory holds
+    no checkout (a reward worker on another node): the translated pkg:// path loads
+    compute_score, and it scores."""
+    verl_cfg, _ = _verl(["engine=verl"], random_tiny_model)
+    OmegaConf.save(OmegaConf.create({"reward": OmegaConf.to_container(verl_cfg.reward)}),
+                   tmp_path / "reward.yaml")
+    code = ("from omegaconf import OmegaConf; from verl.trainer.ppo.reward import "
+            "get_custom_reward_fn; fn = get_custom_reward_fn(OmegaConf.load('reward.yaml')); "
+            r"print(fn('omni_math_rule', 'so \\boxed{\\frac{1}{2}}', '0.5')['acc'])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize("bos", [True, False], ids=["bos", "no_bos"])
+def test_verls_rollout_prompt_ids_are_the_probes(tmp_path, trained_base, bos):
+    """The prepared parquet's prompts, rendered with the translated chat template by verl's
+    own rollout tokenizer path (the Continuous Token builder its agent loop uses), are the ids
+    the probes sample from (encode_prompts): with a BOS tokenizer (the tiny base, like Llama-3)
+    and without one (like Qwen2.5)."""
+    import pandas as pd
+    from transformers import AutoTokenizer
+    from verl.utils.tokenizer.continuous_token_wiring import create_continuous_token_builder
+
+    from rlboundary.samplers.tokens import encode_prompts
+    from rlboundary.tasks import TASKS
+    from rlboundary.tasks.export import write_dataset
+
+    tok = AutoTokenizer.from_pretrained(trained_base)
+    if not bos:
+        tok.bos_token = None
+    assert (tok.bos_token_id is not None) == bos
+    data = plain(compose([]).data)
+    task = TASKS.get(data.pop("name"))
+    data.pop("probe_split", None)
+    records = [r for r in task.load(cache_dir=str(tmp_path), **data) if r.split == "test"]
+    write_dataset(task, records[:64], str(tmp_path / "data"), {})
+    rows = pd.read_parquet(tmp_path / "data" / "test.parquet")
+    verl_cfg, _ = _verl(["engine=verl"], trained_base)
+    tok.chat_template = verl_cfg.actor_rollout_ref.model.custom_chat_template
+    builder = create_continuous_token_builder(tok, hf_model_type="llama")
+    verl_ids = [builder.build_initial_tokens(list(p)) for p in rows["prompt"]]
+    assert verl_ids == encode_prompts(tok, list(rows["raw_prompt_text"]))
+    assert all((ids[0] == tok.bos_token_id) == bos for ids in verl_ids)
+
+
+def test_verls_validation_is_off_while_probes_run_and_sampled_like_them_otherwise(
+        tmp_path, random_tiny_model):
+    """cluster.validation=auto: no greedy verl validation beside the probes (test_freq -1,
+    nothing before training); with trainer.probe=off, verl validates at every save with the
+    probes' n, T and top-p, before training on a fresh run only (a resumed step was validated
+    when it was saved)."""
+    run = tmp_path / "run"
+    common = ["engine=verl", f"run_dir={run}", "n=16", "sampling.temperature=0.6",
+              "sampling.top_p=0.95", "trainer.save_freq=5"]
+    verl_cfg, _ = _verl(common, random_tiny_model)
+    assert verl_cfg.trainer.test_freq == -1 and verl_cfg.trainer.val_before_train is False
+    for extra in (["trainer.probe=off"], ["cluster.validation=sampled"]):
+        verl_cfg, _ = _verl(common + extra, random_tiny_model)
+        val = verl_cfg.actor_rollout_ref.rollout.val_kwargs
+        assert (val.n, val.temperature, val.top_p, val.do_sample) == (16, 0.6, 0.95, True)
+        assert verl_cfg.trainer.test_freq == 5 and verl_cfg.trainer.val_before_train is True
+    (run / "checkpoints" / "global_step_5").mkdir(parents=True)
+    verl_cfg, _ = _verl(common + ["trainer.probe=off"], random_tiny_model)
+    assert verl_cfg.trainer.val_before_train is False   # resumed: step 5 was validated
+    verl_cfg, _ = _verl(common + ["trainer.probe=off", "cluster.validation=off"],
+                        random_tiny_model)
+    assert verl_cfg.trainer.test_freq == -1
+
+
+def test_verls_validation_metrics_never_take_a_probe_metrics_name(tmp_path):
+    """verl's val-core/<data>/acc/mean@N stays under its own name in metrics.jsonl, apart from
+    the probes' pass@k rows."""
+    from rlboundary.results.metrics import upsert_metrics
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / callback.VERL_METRICS).write_text(json.dumps(
+        {"step": 5, "data": {"val-core/arithmetic/acc/mean@16": 0.4,
+                             "critic/rewards/mean": 0.3}}) + "\n")
+    upsert_metrics(str(run), {"kind": "probe", "step": 5, "dataset": "arithmetic",
+                              "pass@1": 0.2, "pass@16": 0.6})
+    assert callback.import_train_metrics(str(run)) == 1
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    train = next(r for r in rows if r["kind"] == "train")
+    probe = next(r for r in rows if r["kind"] == "probe")
+    assert train["val-core/arithmetic/acc/mean@16"] == 0.4
+    assert not (set(train) - {"kind", "step"}) & (set(probe) - {"kind", "step", "dataset"})
+    assert not any(k.startswith(("pass@", "probe/")) for k in train)
 
 
 def test_readme_and_docker_name_recipes_that_exist():

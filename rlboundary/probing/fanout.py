@@ -72,7 +72,7 @@ class ChunkWorker:
 
         if self.mode == "thread":
             self._post = ThreadPoolExecutor(1, thread_name_prefix="rlboundary-probe-post")
-            self._post.submit(prelaunch)  # that thread's math-verify worker warms up meanwhile
+            self._post.submit(prelaunch)  # a math-verify worker of the pool warms up meanwhile
         else:
             prelaunch()
         self.base_model = self.sampler.model if self.same_model else \

@@ -21,7 +21,7 @@ from rlboundary.tasks.schema import Record, ids_sha256
 
 def verl_rows(task: Task, records: list[Record]) -> list[dict]:
     rows = []
-    for r in records:
+    for index, r in enumerate(records):
         text = render(task.template, r.problem)
         rows.append({
             "data_source": task.name,
@@ -29,7 +29,8 @@ def verl_rows(task: Task, records: list[Record]) -> list[dict]:
             "raw_prompt_text": text,
             "ability": task.ability,
             "reward_model": {"style": "rule", "ground_truth": r.answer},
-            "extra_info": {"id": r.id, "split": r.split, "difficulty": r.difficulty,
+            "extra_info": {"index": index, "id": r.id, "split": r.split,
+                           "difficulty": r.difficulty,
                            "domain": r.domain, "source": r.source, "problem": r.problem},
         })
     return rows

@@ -39,9 +39,9 @@ loop (threads, Ray actors) it runs unbounded and an answer like ``9^{9^{9}}`` st
    decimal gold when it cannot be a thousands separator. Degrees are compared in degrees:
    ``30^{\\circ}`` is 30, and ``\\frac{\\pi}{6}`` against it is wrong (the question asks for one
    unit; no conversion).
-6. ``math-verify`` in a worker process per calling thread, stopped at the time limit
-   (``timeout`` when it is hit), its "equal" vetoed for numbers relatively far apart
-   (:mod:`.verify_worker`), and for expressions in different variables (``2`` against
+6. ``math-verify`` in a worker process of the process's pool (:mod:`.verify_worker`, shared
+   by threads, ``verify.max_workers``), stopped at the time limit (``timeout`` when it is
+   hit), its "equal" vetoed for numbers relatively far apart (:mod:`.verify_serve`), and for expressions in different variables (``2`` against
    ``\\frac{n^2}{4}+\\frac{n}{2}``). ``gold misread``: when math-verify's parse of the gold lost
    what it says (a plain number for a gold that writes variables, relations, set braces or a
    number in another base, ``11111001110_8``), that parse decides nothing: wrong, counted

@@ -1,12 +1,15 @@
 """The verifier's worker processes: math-verify run where a time limit can really stop it.
 
-math-verify's own limit is ``signal.alarm``, which works only in a process's main thread. Each
-calling thread gets one persistent worker: a fresh interpreter running :func:`serve` from this
-module (``python -c "from rlboundary.tasks.verify_worker import serve; serve()"``), talking
-JSON lines over its stdin/stdout. It imports and warms math-verify once (~2 s), interrupts a
-comparison by SIGALRM at the soft limit, and caps its address space so that a bignum blow-up
-fails fast; if a comparison still overruns (e.g. inside one GMP call) the caller kills the worker
-and starts its replacement at once, waiting for it only when that thread next needs it.
+math-verify's own limit is ``signal.alarm``, which works only in a process's main thread. A
+process keeps one pool of persistent workers shared by its threads, at most
+:func:`max_workers` (``verify.max_workers``; default: the usable cores), each lent to one call
+at a time while further calls queue (verl's reward loop calls from up to 32 threads per reward
+worker; a worker per thread would be that many ~69 MiB interpreters). A worker is a fresh
+interpreter running :mod:`.verify_serve` (``python -c "from rlboundary.tasks.verify_serve
+import serve; serve()"``), talking JSON lines over its stdin/stdout. It imports and warms math-verify once (~2 s), interrupts a comparison by SIGALRM
+at the soft limit, and caps its address space so that a bignum blow-up fails fast; if a
+comparison still overruns (e.g. inside one GMP call) the caller kills the worker and puts its
+replacement in the pool at once, waited for only when next taken.
 
 Why not :mod:`multiprocessing`: its ``spawn`` and ``forkserver`` children re-import the caller's
 ``__main__``, so a script without an ``if __name__ == "__main__":`` guard (or one fed on stdin)
@@ -20,10 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,9 @@ import time
 
 HARD_GRACE = 0.5  # the worker is killed this long after the timeout
 SOFT_LIMIT = True  # also interrupt math-verify by SIGALRM inside the worker (keeps it alive)
-WORKER_EXTRA_MEMORY_MB = 4096  # address-space limit of a worker above its size at start
 WORKER_START_TIMEOUT = 120.0  # seconds for a new worker to say it is ready
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-_COMMAND = "from rlboundary.tasks.verify_worker import serve; serve()"
+_COMMAND = "from rlboundary.tasks.verify_serve import serve; serve()"
 
 _restarts_lock = threading.Lock()
 _restarts = 0  # workers replaced after a kill or crash, all threads together
@@ -56,141 +56,6 @@ def start_times() -> list[float]:
 class VerifierUnavailable(RuntimeError):
     """No worker process could be started: a broken set-up, not a bad answer, so it is raised
     (scoring every answer wrong would silently zero the rewards of a whole run)."""
-
-
-# ============================================================================ in the worker
-class _SoftTimeout(BaseException):
-    """Raised by SIGALRM in the worker; a BaseException so that math-verify cannot catch it."""
-
-
-def _on_alarm(signum, frame):
-    raise _SoftTimeout()
-
-
-def _mv_parse(s: str) -> list:
-    from math_verify import parse
-
-    delimited = any(d in s for d in ("\\boxed", "$", "\\(", "\\["))
-    for candidate in [s] if delimited else ["\\boxed{" + s + "}", "$" + s + "$", s]:
-        parsed = parse(candidate, parsing_timeout=None)
-        if parsed:
-            return parsed
-    return []
-
-
-def _relatively_far(gold, pred) -> bool:
-    """Both are plain sympy numbers more than ``REL_TOL`` apart, relative to the larger: the
-    veto on math-verify's absolute tolerance (``chop``, 6 decimal places) for numbers that
-    :mod:`rlboundary.tasks.verify_numbers` cannot read exactly (``\\pi/2^{100}``)."""
-    from sympy import Eq, Expr, Symbol, UnevaluatedExpr
-
-    from rlboundary.tasks.verify_numbers import REL_TOL
-
-    try:
-        # x = 2^{-98} against 2^{-99}: math-verify compares the right-hand side
-        gold, pred = ((e.rhs if isinstance(e, Eq) and isinstance(e.lhs, Symbol) else e)
-                      for e in (gold, pred))
-        if not (isinstance(gold, Expr) and isinstance(pred, Expr) and gold.is_number
-                and pred.is_number) or gold.has(UnevaluatedExpr) or pred.has(UnevaluatedExpr):
-            return False
-        a, b = gold.evalf(30), pred.evalf(30)
-        diff, scale = abs(a - b), max(abs(a), abs(b))
-        if not (diff.is_finite and scale.is_finite):
-            return False
-        return bool(diff > scale * float(REL_TOL) * (1 + 1e-12))
-    except Exception:  # noqa: BLE001  (not comparable: math-verify's verdict stands)
-        return False
-
-
-def _mv_equal(pred: str, gold: str) -> tuple[bool, str]:
-    """(math-verify says equal and no veto applies, a note on the gold when its parse lost what
-    it says: such a parse never decides "correct")."""
-    from math_verify import verify as mv_verify
-
-    from rlboundary.tasks.verify_gold import free_symbols, misread
-
-    gold_parsed, pred_parsed = _mv_parse(gold), _mv_parse(pred)
-    if not (gold_parsed and pred_parsed):
-        return False, ""
-    lost = misread(gold, gold_parsed)
-    if lost:
-        return False, lost
-    if not mv_verify(gold_parsed, pred_parsed, timeout_seconds=None):
-        return False, ""
-    free_gold, free_pred = free_symbols(gold_parsed[0]), free_symbols(pred_parsed[0])
-    if free_gold is not None and free_pred is not None and free_gold != free_pred:
-        return False, ""  # no identity holds between expressions in different variables
-    return not _relatively_far(gold_parsed[0], pred_parsed[0]), ""
-
-
-def _quiet() -> None:
-    for name in ("math_verify", "latex2sympy2_extended"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-
-
-def _limit_memory() -> None:
-    """Cap the worker's address space, so that a bignum blow-up fails instead of swapping."""
-    with contextlib.suppress(OSError, ValueError, ImportError):  # not Linux: no limit
-        import resource
-
-        with open("/proc/self/statm") as f:
-            size = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-        limit = size + WORKER_EXTRA_MEMORY_MB * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this worker when the thread that started it ends (or its process dies)."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        if os.getppid() != int(os.environ.get("RLBOUNDARY_VERIFY_PARENT", os.getppid())):
-            os._exit(0)  # the parent died before prctl
-
-
-def _warm() -> None:
-    """The first comparison of each kind builds parsers and caches (~2 s): do it at start."""
-    _quiet()
-    for pred, gold in (("1", "1.0"), ("1+x^2", "x^2+1"), (r"\{2,1\}", r"\{1,2\}"),
-                       (r"\frac{\sqrt{2}}{2}", "0.7071"), (r"x \in (0,1]", "(0,1]"),
-                       (r"\int_0^1 x\,dx", r"\frac12"), ("4^{4^{4}}", "2^{512}")):
-        with contextlib.suppress(Exception):
-            _mv_equal(pred, gold)
-
-
-def serve() -> None:
-    """The worker: say ["ready", seconds], then answer each [pred, gold, soft limit] line with
-    ["ok", bool, note] | ["timeout", null] | ["error", message], until stdin closes (``note``:
-    why the gold's parse could not decide, else "")."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle
-    _die_with_parent()
-    t0 = time.perf_counter()
-    out = os.fdopen(os.dup(1), "wb", buffering=0)
-    os.dup2(2, 1)  # stray prints must not corrupt the replies
-    _warm()
-    _limit_memory()
-    signal.signal(signal.SIGALRM, _on_alarm)
-    out.write(json.dumps(["ready", time.perf_counter() - t0]).encode() + b"\n")
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)  # the start-up log has been read; keep it from growing
-    for line in sys.stdin.buffer:
-        try:
-            pred, gold, soft = json.loads(line)
-            signal.setitimer(signal.ITIMER_REAL, soft or 0)
-            try:
-                reply = ["ok", *_mv_equal(pred, gold)]
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except _SoftTimeout:
-            reply = ["timeout", None]
-        except Exception as e:  # noqa: BLE001  (MemoryError too: scored wrong)
-            reply = ["error", repr(e)[:200]]
-        try:
-            out.write(json.dumps(reply).encode() + b"\n")
-        except OSError:
-            return
 
 
 # ============================================================================ in the caller
@@ -282,67 +147,170 @@ def _count_restart() -> None:
         _restarts += 1
 
 
-# One worker per thread; it ends with its thread (the pipe closes, and on Linux PDEATHSIG).
-_local = threading.local()
+#: Environment variable capping this process's worker pool (a whole number; default: the
+#: cores this process may use). ``rlboundary`` sets it from ``verify.max_workers``, for verl's
+#: reward workers through the job's runtime_env.
+MAX_WORKERS_ENV = "RLBOUNDARY_VERIFY_WORKERS"
 
 
-def _replace_worker() -> None:
-    """Kill this thread's worker and launch its replacement now (waited for when next used)."""
-    _local.worker.stop()
-    _local.worker = None  # if the launch fails, the next call tries again (and may raise)
-    with contextlib.suppress(VerifierUnavailable):
-        _local.worker = _Worker()
-        _local.worker.prelaunched = True
-        _count_restart()
+def max_workers() -> int:
+    """The pool's cap: ``$RLBOUNDARY_VERIFY_WORKERS`` when set to a whole number >= 1, else
+    the cores this process may use (its CPU affinity)."""
+    raw = os.environ.get(MAX_WORKERS_ENV, "").strip()
+    if raw.isdigit() and int(raw) >= 1:
+        return int(raw)
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return max(os.cpu_count() or 1, 1)
 
 
-def _ready_worker() -> _Worker:
-    """This thread's worker, started (or waited for) now if need be."""
-    worker = getattr(_local, "worker", None)
-    if worker is not None and worker.owner != os.getpid():
-        worker = None  # we are a fork of the worker's owner: leave the worker to it
-    if worker is None:
-        if getattr(_local, "started", False):
-            _count_restart()
-        worker = _local.worker = _Worker()
-        _local.started = True
-    if not worker.ready:
-        _local.worker = None
+class _Pool:
+    """This process's workers, shared by its threads: at most :func:`max_workers`, each
+    lent to one call at a time; a call finding them all busy waits its turn (the wait is not
+    part of its time limit). Workers are launched from one long-lived thread of the pool, so
+    Linux's PDEATHSIG (tied to the launching thread) ends them with the process, not with the
+    caller thread that happened to need one first."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.cond = threading.Condition()
+        self.idle: list[_Worker] = []
+        self.alive = 0      # workers launched and not yet stopped (idle or lent)
+        self.launcher = None
+
+    def launch(self) -> _Worker:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with self.cond:
+            if self.launcher is None:
+                self.launcher = ThreadPoolExecutor(1, thread_name_prefix="verify-launch")
+        return self.launcher.submit(_Worker).result()
+
+    def take(self) -> _Worker:
+        """An idle worker, a new one while under the cap, else the next one returned."""
+        with self.cond:
+            while not self.idle and self.alive >= max_workers():
+                self.cond.wait()
+            if self.idle:
+                return self.idle.pop()
+            self.alive += 1
         try:
-            worker.wait_ready()
-        except VerifierUnavailable:
-            if not worker.prelaunched:
-                raise
-            worker = _Worker()  # a replacement died before it was needed: one more try
-            worker.wait_ready()
-        _local.worker = worker
-    return worker
+            return self.launch()
+        except BaseException:
+            self.forget()
+            raise
+
+    def give_back(self, worker: _Worker) -> None:
+        with self.cond:
+            self.idle.append(worker)
+            self.cond.notify()
+
+    def forget(self) -> None:
+        """One lent worker is gone (stopped, or never started)."""
+        with self.cond:
+            self.alive -= 1
+            self.cond.notify()
+
+    def stop_idle(self) -> None:
+        with self.cond:
+            idle, self.idle = self.idle, []
+            self.alive -= len(idle)
+            self.cond.notify_all()
+        for worker in idle:
+            worker.stop()
+
+
+_pool_lock = threading.Lock()
+_the_pool: _Pool | None = None
+
+
+def _pool() -> _Pool:
+    """This process's pool (a fork starts its own: its parent's workers stay the parent's)."""
+    global _the_pool
+    with _pool_lock:
+        if _the_pool is None or _the_pool.pid != os.getpid():
+            _the_pool = _Pool()
+        return _the_pool
+
+
+def _ready(pool: _Pool, worker: _Worker) -> _Worker:
+    """``worker`` once it has said it is ready; a prelaunched replacement that died before it
+    was needed gets one more try. Raises :class:`VerifierUnavailable` (the worker is then
+    forgotten)."""
+    if worker.ready:
+        return worker
+    try:
+        worker.wait_ready()
+        return worker
+    except VerifierUnavailable:
+        if not worker.prelaunched:
+            pool.forget()
+            raise
+    try:
+        worker = pool.launch()
+        worker.wait_ready()
+        return worker
+    except BaseException:
+        pool.forget()
+        raise
+
+
+def _replace(pool: _Pool, worker: _Worker) -> None:
+    """Kill a lent worker that overran or died and put its replacement in the pool at once
+    (launched now, waited for when next taken)."""
+    worker.stop()
+    _count_restart()
+    try:
+        replacement = pool.launch()
+    except VerifierUnavailable:
+        pool.forget()  # the next call launches (and may raise) again
+        return
+    replacement.prelaunched = True
+    pool.give_back(replacement)
 
 
 def prelaunch() -> None:
-    """Launch this thread's worker now without waiting for it, so that its start-up (~2 s,
-    another core's work) overlaps the caller's (e.g. a probe's first sampling)."""
-    worker = getattr(_local, "worker", None)
-    if worker is None or worker.owner != os.getpid():
-        with contextlib.suppress(VerifierUnavailable):
-            _local.worker = _Worker()
-            _local.worker.prelaunched = True
-            _local.started = True
+    """Launch a worker now without waiting for it, when the pool has none, so that its
+    start-up (~2 s, another core's work) overlaps the caller's (e.g. a probe's first
+    sampling)."""
+    pool = _pool()
+    with pool.cond:
+        if pool.alive:
+            return
+        pool.alive += 1
+    try:
+        worker = pool.launch()
+    except VerifierUnavailable:
+        pool.forget()
+        return
+    worker.prelaunched = True
+    pool.give_back(worker)
 
 
 def ensure_worker() -> None:
-    """Start this thread's worker now, so that its start-up (~2 s) is not charged to the time
-    limit of the comparisons that follow; raises :class:`VerifierUnavailable` as :func:`ask`."""
-    _ready_worker()
+    """Have one worker ready now, so that its start-up (~2 s) is not charged to the time limit
+    of the comparisons that follow; raises :class:`VerifierUnavailable` as :func:`ask`."""
+    pool = _pool()
+    worker = _ready(pool, pool.take())
+    pool.give_back(worker)
+
+
+def worker_pids() -> list[int]:
+    """Process ids of the pool's idle workers (for tests and diagnostics)."""
+    pool = _pool()
+    with pool.cond:
+        return [w.proc.pid for w in pool.idle]
 
 
 def ask(pred: str, gold: str, timeout: float) -> tuple:
-    """One comparison in this thread's worker: the worker's reply, or ("dead"|"crash", msg),
+    """One comparison in a worker of the pool: the worker's reply, or ("dead"|"crash", msg),
     or ("hard", None) when it overran; a hung or dead worker is killed and replaced. The time
-    limit starts once the worker is ready."""
+    limit starts once a worker is ready and this call holds it."""
     reply: list = ["dead", None]
+    pool = _pool()
     for _ in range(2):
-        worker = _ready_worker()
+        worker = _ready(pool, pool.take())
         try:
             worker.send([pred, gold, timeout if SOFT_LIMIT else None])
         except (OSError, ValueError) as e:
@@ -353,19 +321,15 @@ def ask(pred: str, gold: str, timeout: float) -> tuple:
             except (EOFError, OSError, ValueError) as e:
                 reply = ["crash", repr(e)]
         if reply[0] in ("ok", "timeout", "error"):
+            pool.give_back(worker)
             return tuple(reply)
-        _replace_worker()
+        _replace(pool, worker)
         if reply[0] != "dead":  # only a worker found dead before the request gets a retry
             return tuple(reply)
     return tuple(reply)
 
 
 def shutdown() -> None:
-    """Stop this thread's worker now (the others stop with their threads or the process)."""
-    if getattr(_local, "worker", None) is not None:
-        _local.worker.stop()
-        _local.worker = None
-
-
-if __name__ == "__main__":
-    serve()
+    """Stop the pool's idle workers now (lent ones stop when given back to a later
+    shutdown, or with the process)."""
+    _pool().stop_idle()

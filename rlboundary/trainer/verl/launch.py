@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlboundary.errors import MissingPath, UserError
+from rlboundary.tasks.verify_worker import MAX_WORKERS_ENV
 from rlboundary.trainer.verl import callback
 from rlboundary.trainer.verl.stand_in import (
     NOT_CHECKED,
@@ -70,13 +71,16 @@ def wandb_id(run_dir: str, create: bool = True) -> str:
 def runtime_env(cfg: Mapping[str, Any], create: bool = True) -> dict[str, str]:
     """Environment of every Ray process of the run (``ray_kwargs.ray_init.runtime_env.
     env_vars``): the callback module for verl's ``VERL_USE_EXTERNAL_MODULES``, verl's file
-    logger path, and the W&B run id, group, directory and mode."""
+    logger path, the verifier pool's cap (``verify.max_workers``) and the W&B run id, group,
+    directory and mode."""
     from rlboundary.report.wandb_log import resolve_mode
 
     run_dir = os.path.abspath(cfg["run_dir"])
     env = {EXTERNAL_MODULES_ENV: CALLBACK_MODULE, "TOKENIZERS_PARALLELISM": "false",
            "VERL_FILE_LOGGER_PATH": os.path.join(run_dir, callback.VERL_METRICS),
            "WANDB_RUN_ID": wandb_id(run_dir, create), "WANDB_RESUME": "allow", "WANDB_DIR": run_dir}
+    if cfg["verify"]["max_workers"] != "auto":  # each reward worker's math-verify pool
+        env[MAX_WORKERS_ENV] = str(cfg["verify"]["max_workers"])
     if cfg["trainer"]["group"]:  # a sweep's name: wandb.init reads the group from here
         env["WANDB_RUN_GROUP"] = str(cfg["trainer"]["group"])
     mode = resolve_mode()
@@ -129,6 +133,7 @@ def train(cfg: Mapping[str, Any], base_path: str,
     the config."""
     from omegaconf import OmegaConf
 
+    check_job_paths(cfg, base_path)
     if not cfg["dry_run"] and not model_on_disk(base_path):
         raise MissingPath(f"base.path={base_path}: no model there (no config.json); download "
                           f"it first (e.g. huggingface-cli download Qwen/Qwen2.5-7B --local-dir "
@@ -201,6 +206,44 @@ def check_supported(cfg: Mapping[str, Any], verl_cfg) -> None:
     if cfg["trainer"]["keep_last"] and probe in ("after", "async"):
         raise UserError("engine=verl: trainer.keep_last deletes checkpoints before the "
                         f"{probe} probes reach them; keep all (null) or set trainer.probe=off")
+
+
+#: Set by Ray for a ``ray job submit`` entrypoint: the job's config as JSON, its
+#: ``runtime_env`` included (ray/dashboard/modules/job/job_supervisor.py).
+RAY_JOB_CONFIG_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def job_working_dir() -> str | None:
+    """The ``working_dir`` this process was submitted with (``ray job submit --working-dir``),
+    or None outside such a job. Its files are Ray's temporary copy of the uploaded folder,
+    without what ``.gitignore`` lists."""
+    raw = os.environ.get(RAY_JOB_CONFIG_ENV)
+    if not raw:
+        return None
+    try:
+        env = json.loads(raw).get("runtime_env") or {}
+    except (ValueError, AttributeError):
+        return None
+    return env.get("working_dir") or None
+
+
+def check_job_paths(cfg: Mapping[str, Any], base_path: str) -> None:
+    """Under ``ray job submit --working-dir``, refuse relative ``cluster.data_dir``, ``run_dir``
+    and ``base.path``: they would point into Ray's temporary copy of the checkout, which holds
+    no ``data/`` or ``runs/`` (``.gitignore`` keeps them out of the upload), lives on one node
+    only, and may be deleted with the job. Raises ``UserError`` naming them."""
+    if job_working_dir() is None:
+        return
+    paths = {"cluster.data_dir": cfg["cluster"]["data_dir"], "run_dir": cfg["run_dir"],
+             "base.path": base_path}
+    relative = [f"{key}={value}" for key, value in paths.items()
+                if value and not os.path.isabs(str(value))]
+    if relative:
+        raise UserError(f"engine=verl under `ray job submit --working-dir`: {', '.join(relative)} "
+                        "would point into Ray's temporary copy of the checkout (no data/ or "
+                        "runs/: .gitignore keeps them out of the upload); give absolute paths "
+                        "every node sees, e.g. cluster.data_dir=/shared/data "
+                        "run_dir=/shared/runs/grpo")
 
 
 def _check_resume(cfg: Mapping[str, Any]) -> None:

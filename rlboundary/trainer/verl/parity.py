@@ -123,7 +123,14 @@ PARITY: dict[str, tuple[str | None, str]] = {
     "trainer.total_training_steps": ("trainer.total_training_steps", "steps (from 1)"),
     "trainer.total_epochs": (None, "steps only; epochs of the prompts roll over"),
     "trainer.save_freq": ("trainer.save_freq", "checkpoint and probe every N steps and last"),
-    "trainer.test_freq": ("trainer.save_freq", "probes run at every checkpoint"),
+    "trainer.test_freq": (None, "cluster.validation: -1 (auto while probes run: the probes "
+                                "evaluate), or trainer.save_freq (sampled)"),
+    "trainer.val_before_train": (None, "sampled validation on a fresh run only; the base's "
+                                       "probe is step 0"),
+    f"{R}.val_kwargs.n": ("n", "samples per problem, as the probes"),
+    f"{R}.val_kwargs.temperature": ("sampling.temperature", "as the probes"),
+    f"{R}.val_kwargs.top_p": ("sampling.top_p", "as the probes"),
+    f"{R}.val_kwargs.do_sample": (None, "sampled, as the probes (verl: greedy)"),
     "trainer.critic_warmup": ("trainer.critic_warmup",
                               "actor skipped while critic_warmup > global_step"),
     "trainer.project_name": ("trainer.project_name", "W&B project"),
@@ -145,6 +152,9 @@ DIFFERENT_DEFAULTS: dict[str, str] = {
                                                    "bound (verl: 0, no cap)",
     "data.train_batch_size": "32 prompts: the tiny model on 2 CPU cores (the study's recipes "
                              "set verl's scale)",
+    "n": "256 samples per problem, the probes' (verl's validation: 1 greedy sample; it runs "
+         "sampled like the probes only with cluster.validation=sampled)",
+    "sampling.temperature": "the probes' T (verl's validation: 0, greedy)",
     "rollout.response_length": "96 tokens: arithmetic chains are short (verl: 512)",
     "seed": "one training seed (0) for data order, sampling and mini-batches (verl: data.seed "
             "null, data_loader_seed and rollout.seed 42)",

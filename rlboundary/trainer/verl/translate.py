@@ -13,12 +13,15 @@ What it sets beyond the one-to-one names:
   callbacks; the callback is
   ``rlboundary.trainer.verl.callback.ProbeCallback`` and its settings ride in the config's
   ``rlboundary`` node (the callback receives only the config).
-- ``reward.custom_reward_function.{path,name}`` -> ``rlboundary/tasks/verify.py:compute_score``
-  (verl 0.9.1's ``main_ppo`` ignores the legacy top-level ``custom_reward_function``).
+- ``reward.custom_reward_function.{path,name}`` -> ``pkg://rlboundary.tasks.verify`` and
+  ``compute_score``: verl imports it by package name, so every node's reward workers find it
+  wherever the package is installed (a file path holds only on the node that composed the
+  config); verl 0.9.1's ``main_ppo`` ignores the legacy top-level ``custom_reward_function``.
 - DAPO: ``reward.reward_manager.name=dapo`` and its overlong shaping under
   ``reward.reward_kwargs`` (absent from verl's defaults, so added with ``++``).
 - ``cluster.chat_template=raw``: ``actor_rollout_ref.model.custom_chat_template`` passes our
-  templated prompt through unchanged, so training sees the prompts the probes measure.
+  templated prompt through unchanged (after the tokenizer's BOS, if any), so training sees the
+  token ids the probes measure.
 - With ``cluster.hf_checkpoint=save``, ``hf_model`` joins the actor's ``save_contents`` so each
   ``global_step_N/actor/huggingface`` holds full HF weights for the probes.
 
@@ -30,7 +33,6 @@ uses dynamic batch sizes).
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -42,8 +44,10 @@ CALLBACK = "rlboundary.trainer.verl.callback.ProbeCallback"
 # Loads the callback's module in every process that imports verl (verl/__init__.py); Ray
 # workers get it through the job's runtime_env (see launch.runtime_env).
 EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
-# Our prompt is already the whole text the model continues: the template passes it through.
-RAW_CHAT_TEMPLATE = "{{ messages[0].content }}"
+# Our prompt is already the whole text the model continues: the template passes it through,
+# behind the tokenizer's BOS when it has one, as the probes encode it (samplers/tokens.py:
+# encode_prompts); verl tokenizes the rendered template with add_special_tokens=False.
+RAW_CHAT_TEMPLATE = "{% if bos_token %}{{ bos_token }}{% endif %}{{ messages[0].content }}"
 
 _ACTOR_SAME = ("ppo_mini_batch_size", "ppo_micro_batch_size_per_gpu", "ppo_epochs", "shuffle",
                "clip_ratio", "clip_ratio_low", "clip_ratio_high", "clip_ratio_c",
@@ -56,10 +60,11 @@ _CRITIC_SAME = ("enable", "ppo_mini_batch_size", "ppo_micro_batch_size_per_gpu",
 
 
 def reward_function_path() -> str:
-    """The file verl loads ``compute_score`` from (``reward.custom_reward_function.path``)."""
+    """Where verl loads ``compute_score`` from (``reward.custom_reward_function.path``): its
+    module as a ``pkg://`` path (verl's ``load_extern_object`` imports it by name)."""
     from rlboundary.tasks.verify import compute_score
 
-    return os.path.abspath(inspect.getsourcefile(compute_score))
+    return f"pkg://{compute_score.__module__}"
 
 
 def data_files(cfg: Mapping[str, Any]) -> tuple[str, list[str]]:
@@ -163,7 +168,7 @@ def _trainer(cfg: Mapping[str, Any]) -> dict[str, Any]:
             # Omni-MATH train set can be 420 steps, not 450)
             "trainer.total_epochs": 1_000_000,
             "trainer.save_freq": tr["save_freq"] or -1,
-            "trainer.test_freq": tr["save_freq"] or -1,
+            **_validation(cfg),
             "trainer.critic_warmup": tr["critic_warmup"],
             "trainer.project_name": tr["project_name"],
             "trainer.experiment_name": tr["experiment_name"],
@@ -171,6 +176,37 @@ def _trainer(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "trainer.default_local_dir": os.path.join(os.path.abspath(cfg["run_dir"]),
                                                       "checkpoints"),
             "trainer.resume_mode": "auto" if cfg["resume"] == "auto" else "disable"}
+
+
+def validation_mode(cfg: Mapping[str, Any]) -> str:
+    """``off`` or ``sampled``: ``cluster.validation``, with ``auto`` read as off while the probes
+    run (they are the run's evaluation) and sampled when ``trainer.probe=off``."""
+    mode = cfg["cluster"]["validation"]
+    if mode == "auto":
+        return "off" if cfg["trainer"]["probe"] != "off" else "sampled"
+    return mode
+
+
+def resuming(cfg: Mapping[str, Any]) -> bool:
+    """Whether the run continues from a checkpoint already in ``RUN_DIR/checkpoints``."""
+    ckpts = os.path.join(cfg["run_dir"], "checkpoints")
+    return cfg["resume"] == "auto" and os.path.isdir(ckpts) and any(
+        name.startswith("global_step_") for name in os.listdir(ckpts))
+
+
+def _validation(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """verl's own validation: off (``test_freq=-1``, nothing before training), or at every save
+    sampled like the probes (``n``, ``sampling.temperature``, ``sampling.top_p``; its length is
+    verl's training ``response_length``), before training only on a fresh run: a resumed run's
+    step was validated when it was saved. Its metrics keep verl's names
+    (``val-core/<data>/acc/mean@N``), apart from the probes' ``pass@k``."""
+    v = "actor_rollout_ref.rollout.val_kwargs"
+    out = {f"{v}.n": cfg["n"], f"{v}.temperature": cfg["sampling"]["temperature"],
+           f"{v}.top_p": cfg["sampling"]["top_p"], f"{v}.do_sample": True}
+    if validation_mode(cfg) == "off":
+        return {**out, "trainer.test_freq": -1, "trainer.val_before_train": False}
+    return {**out, "trainer.test_freq": cfg["trainer"]["save_freq"] or -1,
+            "trainer.val_before_train": not resuming(cfg)}
 
 
 def flatten(node: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
