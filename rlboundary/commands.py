@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
 from collections.abc import Iterator
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from rlboundary import hub
 from rlboundary.cli_args import verl_keys
 from rlboundary.errors import UserError
 from rlboundary.hydra_scope import first_line, own_hydra
@@ -133,12 +133,31 @@ def probe_settings(cfg: DictConfig, base_path: str) -> dict:
 
 
 def resolve_base(cfg: DictConfig, timings: dict[str, float]) -> str:
-    """The base model's directory: `base.path` when given, else the tiny model we build."""
+    """The base model's directory: `base.path` when given (a folder, or a hub id resolved
+    through the hub cache: hub.py), else the tiny model we build."""
     if cfg.base.get("path"):
-        if not os.path.isdir(cfg.base.path):
-            raise FileNotFoundError(f"base model not found: {cfg.base.path}")
-        return cfg.base.path
+        return hub.resolve(cfg.base.path, "base.path")
     return build_base(cfg, timings)
+
+
+def series_checkpoints(cfg: DictConfig) -> str | list[tuple[int, str]]:
+    """``series``: a folder (or a hub id of a repo holding checkpoint folders) as a local
+    folder, or a list of hub ids / folders as ``[(step, local folder)]``, each step the last
+    number in its revision or name. Raises ``UserError`` for a list entry without a step or
+    two entries with one step."""
+    if not OmegaConf.is_list(cfg.series):
+        return hub.resolve(cfg.series, "series")
+    out = []
+    for spec in cfg.series:
+        step = hub.step_of(spec)
+        if step is None:
+            raise UserError(f"series entry {spec}: no step number in its revision or name "
+                            "(e.g. org/run@step-150)")
+        out.append((step, hub.resolve(spec, "series")))
+    steps = [s for s, _ in out]
+    if len(set(steps)) != len(steps):
+        raise UserError(f"series: several entries claim one step ({sorted(steps)})")
+    return sorted(out)
 
 
 def run_probe(cfg: DictConfig, timings: dict[str, float]) -> dict:
@@ -149,12 +168,14 @@ def run_probe(cfg: DictConfig, timings: dict[str, float]) -> dict:
     settings = probe_settings(cfg, base)
     with phase(f"probe (n={cfg.n}) -> {cfg.run_dir}", timings):
         if cfg.series:
-            results = probe_series(cfg.series, settings)
-            model, step = find_checkpoints(cfg.series)[-1][::-1]
+            series = series_checkpoints(cfg)
+            results = probe_series(series, settings)
+            found = find_checkpoints(series) if isinstance(series, str) else series
+            step, model = found[-1]
         else:
-            model = cfg.model or base
-            step = cfg.step if cfg.step is not None else (0 if model == base else
-                                                          step_of(model))
+            model = hub.resolve(cfg.model, "model") if cfg.model else base
+            step = cfg.step if cfg.step is not None else (
+                0 if model == base else (hub.step_of(cfg.model) or 1))
             results = {step: probe_checkpoint(model, step, settings)}
     if cfg.control == "temperature":
         if step == 0:
@@ -165,12 +186,6 @@ def run_probe(cfg: DictConfig, timings: dict[str, float]) -> dict:
         with phase(f"temperature control of step {step}", timings):
             run_control(model, step, settings)
     return results
-
-
-def step_of(path: str) -> int:
-    """A checkpoint's training step: the last number in its folder name, else 1."""
-    nums = re.findall(r"\d+", os.path.basename(os.path.normpath(path)))
-    return int(nums[-1]) if nums else 1
 
 
 def print_summary(results: dict) -> None:
@@ -214,11 +229,18 @@ def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
 
 
 def run_train_verl(cfg: DictConfig, timings: dict[str, float]) -> dict:
-    """engine=verl: the base is ``base.path`` (a local directory: the probes hash and load it
-    as step 0) or the tiny model we build; verl trains, our checkpoint callback probes."""
+    """engine=verl: the base is ``base.path`` (a local directory or a hub id's cached snapshot:
+    the probes hash and load it as step 0; a dry run leaves it unresolved) or the tiny model we
+    build; verl trains, our checkpoint callback probes."""
     from rlboundary.trainer.verl.launch import train
 
-    base = cfg.base.path or build_base(cfg, timings)
+    if not cfg.base.path:
+        base = build_base(cfg, timings)
+    elif cfg.dry_run or not hub.is_hub_id(cfg.base.path):
+        base = cfg.base.path  # a dry run checks without the weights (trainer/verl/stand_in.py);
+        #                       a missing folder is launch's one line (download, or dry_run)
+    else:
+        base = hub.resolve(cfg.base.path, "base.path")
     settings = probe_settings(cfg, base) if cfg.trainer.probe != "off" else None
     what = "check" if cfg.dry_run else "train"
     with phase(f"verl: {what} {cfg.algorithm.name} for {cfg.trainer.total_training_steps} "

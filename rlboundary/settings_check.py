@@ -53,7 +53,7 @@ _CHECKS = (
      "async, sync, after (engine=verl) or off"),
     ("cluster.probe_gpus", int, lambda v: v >= 0, "a whole number >= 0"),
     ("cluster.hf_checkpoint", str, lambda v: v in ("save", "merge"), "save or merge"),
-    ("cluster.chat_template", str, lambda v: v in ("raw", "model"), "raw or model"),
+    ("data.chat_template", str, lambda v: v in ("none", "model"), "none or model"),
     ("cluster.validation", str, lambda v: v in ("auto", "off", "sampled"),
      "auto, off or sampled"),
     ("dry_run", bool, lambda v: True, "true or false"),

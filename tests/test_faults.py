@@ -153,10 +153,25 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_leaves_nothing(tmp_path
     assert checkpoint.complete_steps(run) == [25]
 
 
-def _probe_worker_pids() -> set[int]:
+def _descends_from(pid: int, root: int) -> bool:
+    """Whether ``root`` is ``pid`` or one of its ancestors (Linux /proc)."""
+    while pid > 1:
+        if pid == root:
+            return True
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])  # field 4: the parent
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+def _probe_worker_pids(root: int) -> set[int]:
+    """The probe actors started under process ``root`` (the training run this test started:
+    its Ray workers are its descendants), never another run's on the same machine."""
     out = subprocess.run(["pgrep", "-f", "ray::ProbeWorker"], capture_output=True, text=True,
                          check=False).stdout
-    return {int(p) for p in out.split()}
+    return {int(p) for p in out.split() if _descends_from(int(p), root)}
 
 
 @pytest.mark.slow
@@ -178,7 +193,7 @@ def test_a_killed_probe_worker_never_stops_training(trained_base, tmp_path):
     killed: set[int] = set()
     deadline = time.time() + 600
     while len(killed) < 2 and proc.poll() is None and time.time() < deadline:
-        alive = _probe_worker_pids() - killed
+        alive = _probe_worker_pids(proc.pid) - killed
         if alive and os.path.exists(os.path.join(run, "checkpoints", "global_step_2")):
             for pid in alive:
                 os.kill(pid, signal.SIGKILL)

@@ -16,8 +16,9 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "rlboundary"
 
 #: The rooms from the bottom up; a room may import the rooms named for it (and itself).
-#: "base" is the package's own small helpers (errors, atomic files, the registry, console).
-BASE = {"errors", "fileio", "registry", "console", "hydra_scope"}
+#: "base" is the package's own small helpers (errors, atomic files, the registry, console,
+#: models by hub id).
+BASE = {"errors", "fileio", "registry", "console", "hydra_scope", "hub"}
 ALLOWED = {
     "base": set(),
     "conf": set(),

@@ -218,7 +218,6 @@ def test_defaults_equal_verls_or_differ_on_purpose():
 @pytest.mark.parametrize("overrides, names", [
     (["verl.trainer.nnodes=2"], "verl.trainer"),
     (["dry_run=true"], "dry_run"),
-    (["cluster.chat_template=model"], "cluster.chat_template"),
     (["algorithm=dapo", "algorithm.filter_groups.metric=seq_reward"],
      "algorithm.filter_groups.metric"),
     (["trainer.logger=[console,tensorboard]"], "trainer.logger"),

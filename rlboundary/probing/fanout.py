@@ -119,11 +119,14 @@ class ChunkWorker:
 
     def _sample(self, records: Sequence, job: Mapping[str, Any]):
         from rlboundary.samplers.keyed import problem_key
+        from rlboundary.samplers.tokens import as_chat
         from rlboundary.tasks import TASKS
         from rlboundary.tasks.prompts import render
 
         task, s = TASKS.get(job["task"]), job["sampling"]
         prompts = [render(task.template, r.problem) for r in records]
+        if job.get("chat_template") == "model":  # the probed model's own template
+            prompts = as_chat(self.sampler.tokenizer, prompts)
         batch = self.sampler.sample(prompts, int(job["n"]),
                                     max_new_tokens=int(s["max_new_tokens"]),
                                     temperature=float(s["temperature"]),

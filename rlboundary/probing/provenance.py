@@ -72,6 +72,12 @@ def verifier_version() -> str:
 _SAMPLER_IRRELEVANT = ("torch_threads",)
 
 
+def chat_template(cfg: Mapping) -> str:
+    """``data.chat_template`` of the probe settings: ``none`` (the prompt as rendered) or
+    ``model`` (under the probed model's chat template, samplers/tokens.py:as_chat)."""
+    return str((cfg.get("data") or {}).get("chat_template") or "none")
+
+
 def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task) -> dict:
     """What a probe's result depends on: model, base model (its NLL scores the samples),
     problems, n, sampling, sampler and its settings, seed, verifier, result format.
@@ -85,4 +91,6 @@ def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task)
             "base_sha": checkpoint_hash(cfg["base_path"]), "task": task.name,
             "data_sha": data_hash(records), "problems": len(records), "n": int(cfg["n"]),
             "seed": int(cfg["probe"]["seed"]), "sampling": dict(cfg["sampling"]), "sampler": sampler,
-            "verifier": verifier_version(), "checkpoint": os.path.abspath(model_path)}
+            "verifier": verifier_version(), "checkpoint": os.path.abspath(model_path),
+            # recorded only when set, so results probed before the setting existed still match
+            **({"chat_template": "model"} if chat_template(cfg) == "model" else {})}

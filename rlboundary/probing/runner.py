@@ -44,7 +44,7 @@ from rlboundary.probing import fanout
 from rlboundary.probing.inputs import check_prompts, find_checkpoints, load_dataset
 from rlboundary.probing.metrics import probe_metrics
 from rlboundary.probing.plan import base_store, reuse_or_clear
-from rlboundary.probing.provenance import provenance
+from rlboundary.probing.provenance import chat_template, provenance
 from rlboundary.probing.rows import PROBLEM_COLUMNS
 from rlboundary.results.metrics import read_metrics
 from rlboundary.results.store import ProbeStore
@@ -73,7 +73,8 @@ def probe_dataset(store: ProbeStore, model_path: str, cfg: Mapping, task: Task,
     todo = [i for i in range(len(chunks)) if i not in store.finished_chunks()]
     save = _save_samples(cfg, len(records))
     job = dict(task=task.name, n=int(cfg["n"]), sampling=dict(cfg["sampling"]),
-               seed=int(cfg["probe"]["seed"]), has_trace=task.trace_check is not None)
+               seed=int(cfg["probe"]["seed"]), has_trace=task.trace_check is not None,
+               chat_template=chat_template(cfg))
     worker_kw = dict(policy_path=model_path, base_path=cfg["base_path"],
                      sampler=dict(cfg["sampler"]), post=cfg["probe"].get("post", "auto"))
     adaptive = adaptive_probe.settings(cfg["probe"])
@@ -161,14 +162,19 @@ def _probe_base(cfg: Mapping, name: str, task: Task, records: list[Record]) -> p
     return rows
 
 
-def probe_series(series_dir: str, cfg: Mapping) -> dict[int, dict[str, dict[str, float]]]:
-    """Probe the base model (step 0) and then every checkpoint in `series_dir` in step order."""
+def probe_series(series: str | list[tuple[int, str]],
+                 cfg: Mapping) -> dict[int, dict[str, dict[str, float]]]:
+    """Probe the base model (step 0) and then every checkpoint of ``series`` in step order:
+    a directory (its HF checkpoints, :func:`find_checkpoints`) or ``[(step, local folder)]``
+    (e.g. hub revisions the CLI resolved). Writes RUN_DIR/series.json."""
+    found = find_checkpoints(series) if isinstance(series, str) else sorted(series)
     out = {0: probe_checkpoint(cfg["base_path"], 0, cfg)}
-    for step, path in find_checkpoints(series_dir):
+    for step, path in found:
         if step == 0:
             continue
         out[step] = probe_checkpoint(path, step, cfg)
+    where = ({"series_dir": os.path.abspath(series)} if isinstance(series, str)
+             else {"checkpoints": {str(step): path for step, path in found}})
     write_json(os.path.join(cfg["run_dir"], "series.json"),
-               {"series_dir": os.path.abspath(series_dir), "steps": sorted(out),
-                "metrics": read_metrics(cfg["run_dir"])})
+               {**where, "steps": sorted(out), "metrics": read_metrics(cfg["run_dir"])})
     return out

@@ -33,8 +33,10 @@ from typing import Any
 
 from rlboundary.errors import UserError
 from rlboundary.probes import match_temperature
+from rlboundary.probing.provenance import chat_template
 from rlboundary.results.control import read_control, write_control
 from rlboundary.samplers import make_sampler
+from rlboundary.samplers.tokens import as_chat
 from rlboundary.tasks.prompts import render
 
 TARGETS = ("policy", "base")
@@ -42,7 +44,9 @@ TARGETS = ("policy", "base")
 
 def sampled_entropy(sampler, prompts: list[str], temperature: float, settings: Mapping) -> float:
     """Mean per-token entropy (nats) of ``settings["n"]`` samples per prompt drawn at
-    ``temperature`` (top-p, length and seed from ``settings``)."""
+    ``temperature`` (top-p, length, seed and chat template from ``settings``)."""
+    if settings.get("chat_template") == "model":  # as the probes draw from this model
+        prompts = as_chat(sampler.tokenizer, prompts)
     batch = sampler.sample(prompts, int(settings["n"]), temperature=float(temperature),
                            top_p=float(settings["top_p"]),
                            max_new_tokens=int(settings["max_new_tokens"]),
@@ -60,7 +64,7 @@ def matched_temperature(cfg: Mapping, reference: str, searched: str,
     bracket reaches the reference's entropy."""
     ctl, samp = cfg["temperature_control"], cfg["sampling"]
     settings = {"n": ctl["n"], "top_p": samp["top_p"], "seed": cfg["probe"]["seed"],
-                "max_new_tokens": samp["max_new_tokens"]}
+                "max_new_tokens": samp["max_new_tokens"], "chat_template": chat_template(cfg)}
     t0 = float(samp["temperature"])
     spec = dict(cfg["sampler"])   # make_sampler ignores the config's own `name` key
     target = sampled_entropy(make_sampler(spec["name"], reference, **spec), prompts, t0,

@@ -1,9 +1,10 @@
 """Prompt tokens and the sampled distribution: what samplers, the scorer and the trainer share.
 
-:func:`encode_prompts` (text -> token ids, one BOS rule), :func:`left_pad` (the left-padded
-layout every prefill reads) and :func:`dist_stats` (the distribution a sampler draws from at a
-temperature and top-p), so a sampled response is scored and trained on exactly the context and
-distribution it was sampled from.
+:func:`encode_prompts` (text -> token ids, one BOS rule), :func:`as_chat` (a prompt under the
+model's chat template), :func:`left_pad` (the left-padded layout every prefill reads) and
+:func:`dist_stats` (the distribution a sampler draws from at a temperature and top-p), so a
+sampled response is scored and trained on exactly the context and distribution it was sampled
+from.
 """
 
 from __future__ import annotations
@@ -15,17 +16,34 @@ import torch
 
 
 def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
-    """Raw text -> token ids, no chat template, BOS prepended when the tokenizer has one.
+    """Prompt text -> token ids, BOS prepended when the tokenizer has one and the text does not
+    already start with it (a chat template may render it: :func:`as_chat`).
 
     ``add_special_tokens=False`` so that a tokenizer post-processor cannot add a second BOS
     (or an EOS) behind our back; the BOS rule is applied here, once, for every caller.
     """
-    bos = tokenizer.bos_token_id
+    bos, bos_text = tokenizer.bos_token_id, tokenizer.bos_token
     out = []
     for text in prompts:
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
-        out.append(([bos] if bos is not None else []) + ids)
+        lead = bos is not None and not (bos_text and text.startswith(bos_text))
+        out.append(([bos] if lead else []) + ids)
     return out
+
+
+def as_chat(tokenizer, prompts: Sequence[str]) -> list[str]:
+    """Each prompt as one user turn under the tokenizer's own chat template, with its
+    generation prompt: the text an instruct model continues (``data.chat_template=model``; the
+    default ``none`` keeps the prompt as rendered, as the study's base models saw it). Raises
+    ``UserError`` when the tokenizer has no chat template."""
+    from rlboundary.errors import UserError
+
+    if not getattr(tokenizer, "chat_template", None):
+        raise UserError(f"data.chat_template=model: the tokenizer of "
+                        f"{getattr(tokenizer, 'name_or_path', 'this model')} has no chat "
+                        "template (data.chat_template=none uses the prompt as rendered)")
+    return [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                          add_generation_prompt=True) for p in prompts]
 
 
 def dist_stats(logits: torch.Tensor, temperature: float, top_p: float = 1.0):

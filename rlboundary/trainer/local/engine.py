@@ -210,7 +210,7 @@ LOCAL_LOGGERS = ("console", "wandb")
 
 def refuse_unsupported(cfg: Mapping[str, Any]) -> None:
     """Raise UserError, one line naming the key, for a setting engine=local cannot honour:
-    a verl-only setting (``verl.*``, ``dry_run``, ``cluster.chat_template=model``), a group
+    a verl-only setting (``verl.*``, ``dry_run``), a group
     filter metric other than acc/score, a logger other than console/wandb."""
     if cfg.get("verl"):
         keys = ", ".join(f"verl.{k}" for k in list(cfg["verl"])[:3])
@@ -218,9 +218,6 @@ def refuse_unsupported(cfg: Mapping[str, Any]) -> None:
                         "would ignore them); drop them or add engine=verl")
     if cfg.get("dry_run"):
         raise UserError("dry_run=true checks a verl config: it applies to engine=verl only")
-    if cfg.get("cluster", {}).get("chat_template", "raw") != "raw":
-        raise UserError("cluster.chat_template=model: the local engine trains on the prompts "
-                        "as the probes render them (raw); use engine=verl for a chat template")
     metric = cfg["algorithm"]["filter_groups"]["metric"]
     if cfg["algorithm"]["filter_groups"]["enable"] and metric not in LOCAL_FILTER_METRICS:
         raise UserError(f"algorithm.filter_groups.metric={metric}: engine=local filters groups "

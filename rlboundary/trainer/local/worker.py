@@ -135,9 +135,11 @@ class PolicyWorker:
         -> ``prompt_ids`` (per sample), ``response_ids``, ``texts``, ``finish_reasons``, and
         the sampler's ``rollout_log_probs`` / ``rollout_entropy`` per token (float32 arrays).
         """
-        from rlboundary.samplers.tokens import encode_prompts
+        from rlboundary.samplers.tokens import as_chat, encode_prompts
 
         self.policy.eval()
+        if (self.cfg.get("data") or {}).get("chat_template") == "model":
+            prompts = as_chat(self.tokenizer, prompts)  # data.chat_template=model, as probed
         batch = self.sampler.sample(prompts, n, max_new_tokens=max_new_tokens,
                                     temperature=temperature, top_p=top_p, seed=seed)
         enc = encode_prompts(self.tokenizer, prompts)

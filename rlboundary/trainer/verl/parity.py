@@ -91,7 +91,8 @@ PARITY: dict[str, tuple[str | None, str]] = {
     f"{R}.seed": ("seed", "seeds each step's sampling (seed, step)"),
     "actor_rollout_ref.model.path": (None, "base.path, or the tiny base it builds"),
     "actor_rollout_ref.model.custom_chat_template": (
-        None, "the prompt as rendered (cluster.chat_template=raw); =model is refused"),
+        None, "data.chat_template: none, the prompt as rendered; model, the tokenizer's template "
+              "(samplers/tokens.py as_chat in the policy worker)"),
     # ---------------------------------------------------------------- critic
     f"{C}.enable": ("critic.enable", "verl's need_critic rule when null"),
     f"{C}.model.path": (None, "the base model with a one-label head, verl's no-dropout config"),

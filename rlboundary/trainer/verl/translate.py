@@ -19,9 +19,10 @@ What it sets beyond the one-to-one names:
   config); verl 0.9.1's ``main_ppo`` ignores the legacy top-level ``custom_reward_function``.
 - DAPO: ``reward.reward_manager.name=dapo`` and its overlong shaping under
   ``reward.reward_kwargs`` (absent from verl's defaults, so added with ``++``).
-- ``cluster.chat_template=raw``: ``actor_rollout_ref.model.custom_chat_template`` passes our
+- ``data.chat_template=none``: ``actor_rollout_ref.model.custom_chat_template`` passes our
   templated prompt through unchanged (after the tokenizer's BOS, if any), so training sees the
-  token ids the probes measure.
+  token ids the probes measure; ``model`` leaves verl the tokenizer's own template, as the
+  probes then apply it.
 - With ``cluster.hf_checkpoint=save``, ``hf_model`` joins the actor's ``save_contents`` so each
   ``global_step_N/actor/huggingface`` holds full HF weights for the probes.
 
@@ -137,7 +138,7 @@ def _actor_rollout(cfg: Mapping[str, Any], model_path: str) -> dict[str, Any]:
                 f"{r}.top_p": ro["top_p"], f"{r}.response_length": ro["response_length"],
                 f"{r}.seed": cfg["seed"]})
     out["actor_rollout_ref.model.path"] = model_path
-    if cfg["cluster"]["chat_template"] == "raw":
+    if cfg["data"]["chat_template"] == "none":  # model: verl applies the tokenizer's own
         out["actor_rollout_ref.model.custom_chat_template"] = RAW_CHAT_TEMPLATE
     return out
 
