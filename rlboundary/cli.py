@@ -46,7 +46,7 @@ from rlboundary.commands import (
 from rlboundary.errors import Interrupted, UserError
 
 #: Keys of the `data` node that set training, not the dataset: left out of manifest.json.
-TRAINING_DATA_KEYS = ("train_batch_size",)
+TRAINING_DATA_KEYS = ("train_batch_size", "chat_template")
 
 
 def cmd_data_prepare(args: argparse.Namespace, overrides: list[str]) -> None:

@@ -55,6 +55,8 @@ def settle(cfg: DictConfig) -> DictConfig:
     workers = cfg.get("verify", {}).get("max_workers", "auto")
     if workers != "auto":  # this process's verifier pool, and every process it starts
         os.environ[MAX_WORKERS_ENV] = str(workers)
+    else:  # a sweep's earlier job may have set it
+        os.environ.pop(MAX_WORKERS_ENV, None)
     return cfg
 
 

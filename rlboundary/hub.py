@@ -24,10 +24,11 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(@[\w./-]+)?")
 
 
 def is_hub_id(spec: str) -> bool:
-    """Whether ``spec`` names a hub model rather than a local path (nothing exists there and
-    it has the shape ``org/name[@revision]``)."""
+    """Whether ``spec`` names a hub model rather than a local path (nothing exists there, its
+    first part is no folder here, and it has the shape ``org/name[@revision]``)."""
     spec = str(spec)
     return (not os.path.exists(spec) and not spec.startswith(("/", ".", "~"))
+            and not os.path.isdir(spec.split("/")[0])  # runs/x: a folder here, mistyped
             and HUB_ID.fullmatch(spec) is not None)
 
 
@@ -52,6 +53,7 @@ def resolve(spec: str, what: str) -> str:
     from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -72,7 +74,10 @@ def resolve(spec: str, what: str) -> str:
     except RepositoryNotFoundError:
         raise UserError(f"{what}={spec}: no model {repo} on the hub (a private one needs "
                         "`huggingface-cli login`)") from None
-    except HfHubHTTPError as e:
+    except HFValidationError as e:
+        raise UserError(f"{what}={spec}: not a valid hub id ({' '.join(str(e).split())[:150]})") \
+            from None
+    except (HfHubHTTPError, OSError) as e:  # an HTTP error, or the connection broke mid-way
         raise UserError(f"{what}={spec}: the hub answered {' '.join(str(e).split())[:200]}") \
             from None
 

@@ -199,8 +199,8 @@ def report(sweep_dir: Path, started: float) -> int:
         line = f"  {j['status']:<8} {j.get('seconds', 0):>7.1f} s  {j['name']}"
         print(line + (f"  -- {j['error']}" if j.get("error") else ""))
     if failed:
-        print("failed jobs resume with the same command (jobs done are skipped); tracebacks "
-              "in each job's error.txt", file=sys.stderr)
+        print("failed jobs resume with the same command (training jobs done are skipped); "
+              "tracebacks in each job's error.txt", file=sys.stderr)
     if jobs:
         print(f"compare the runs: rlboundary report --compare {sweep_dir}")
     return 1 if failed else 0

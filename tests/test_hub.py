@@ -60,6 +60,20 @@ def test_hub_ids_are_told_from_paths():
     assert hub.step_of("runs/x/global_step_40") == 40 and hub.step_of("org/base") is None
 
 
+def test_a_mistyped_local_path_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    """`model=runs/tiny` with a runs/ folder here: a missing checkpoint, not a hub lookup; an id
+    the hub would reject is one line, not a traceback."""
+    from rlboundary.errors import MissingPath, UserError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    assert not hub.is_hub_id("runs/tiny") and hub.is_hub_id("org/tiny")
+    with pytest.raises(MissingPath, match="checkpoint not found: runs/tiny"):
+        hub.resolve("runs/tiny", "model")
+    with pytest.raises(UserError, match="model=org/na--me: not a valid hub id"):
+        hub.resolve("org/na--me", "model")
+
+
 @pytest.mark.slow
 def test_probe_by_hub_id_offline_from_the_cache(tmp_path, trained_base, base_overrides):
     """`probe model=org/run@step-7 base=org/base` and `series=[org/run@step-7,org/run@step-9]`

@@ -316,6 +316,15 @@ def test_compare_table_against_the_shared_base(tmp_path):
     assert compare_table({"a": load_run(a)}, "arith").attrs["k"] == 32
 
 
+def test_compare_leaves_out_a_runs_own_temperature_controls(tmp_path):
+    """RUN_DIR/control/<target>_T<T*> are probe runs of the control, not runs of the sweep."""
+    from rlboundary.report.compare import find_runs
+
+    a, b = _twin_runs(tmp_path)
+    make_run(a / "control" / "policy_T1.6420", seed=3)
+    assert set(find_runs([tmp_path / "sweep"]).values()) == {a, b}
+
+
 def test_compare_refuses_runs_with_different_base_models(tmp_path):
     from rlboundary.errors import UserError
     from rlboundary.report.compare import write_compare
@@ -352,6 +361,11 @@ def test_compare_pairs_each_run_with_its_own_base_when_only_sampling_differs(tmp
         assert row["diff@1"] == pytest.approx((last["c"] / last["n"]).mean()
                                               - (base["c"] / base["n"]).mean())
     assert df[df["run"].isin(list(groups))]["diff@1"].isna().all()
+    # two bases alike in settings but not in results, beside a third: refused, not merged
+    third = load_run(make_run(tmp_path / "T=1.0b", seed=2, datasets=("arith",)))
+    third.settings = datas["T=1.0"].settings.copy()
+    with pytest.raises(UserError, match="not probed against the same base model"):
+        base_groups({**datas, "T=1.0b": third}, "arith")
     datas["T=1.0"].settings["base_sha"] = "bb"
     with pytest.raises(UserError, match=r"not probed against the same base model on arith "
                                         r"\(base_sha, sampling.temperature differ\)"):

@@ -87,3 +87,54 @@ def test_the_setting_reaches_this_process_and_verls_reward_workers(monkeypatch, 
 
     with pytest.raises(UserError, match="verify.max_workers=0: expected auto or a whole"):
         compose(["verify.max_workers=0"])
+
+
+def test_an_interrupted_call_gives_its_slot_back(monkeypatch):
+    """Ctrl-C while a call holds a worker (here raised from its read): the worker is stopped
+    and its slot freed, so with a cap of 1 the next call still gets a worker instead of
+    waiting forever."""
+    monkeypatch.setenv(W.MAX_WORKERS_ENV, "1")
+    assert V.verify("q+1", "1+q", timeout=30) is Verdict.CORRECT
+    real = W._Worker.recv
+    calls = {"n": 0}
+
+    def interrupted(self, timeout):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        return real(self, timeout)
+
+    monkeypatch.setattr(W._Worker, "recv", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        V.verify("q+2", "2+q", timeout=30)
+    got = {}
+    th = threading.Thread(target=lambda: got.update(v=V.verify("q+3", "3+q", timeout=30)))
+    th.start()
+    th.join(120)
+    assert not th.is_alive(), "the next call waited for a slot nobody gives back"
+    assert got["v"] is Verdict.CORRECT
+
+
+def test_several_values_do_not_spend_their_time_waiting_for_a_worker(monkeypatch):
+    """A several-value answer's items share one time limit. Another thread keeps the only
+    worker busy with comparisons that each run their full 2.5 s limit; the answer waits for
+    the worker once, then holds it for all its items, instead of queueing behind that thread
+    before each item and running out of its 1 s."""
+    monkeypatch.setenv(W.MAX_WORKERS_ENV, "1")
+    assert V.verify("r+1", "1+r", timeout=30) is Verdict.CORRECT
+    done = threading.Event()
+
+    def hog() -> None:
+        k = 0
+        while not done.is_set():
+            V.verify(r"\sum_{i=1}^{100000} i^{i}", str(44 + k), timeout=2.5)
+            k += 1
+
+    th = threading.Thread(target=hog)
+    th.start()
+    try:
+        threading.Event().wait(0.5)
+        assert V.verify("x+9, 2y", r"y \cdot 2, 9+x", timeout=1) is Verdict.CORRECT
+    finally:
+        done.set()
+        th.join(60)

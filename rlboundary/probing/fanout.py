@@ -140,7 +140,8 @@ class ChunkWorker:
         return chunk_idx, self.run(chunk_idx, records, job)
 
     def close(self) -> None:
-        """Stop the second stage's process or thread (its math-verify worker goes with it)."""
+        """Stop the second stage's process or thread (a process takes its own math-verify
+        workers with it; a thread's are the pool's, kept for the next probe)."""
         if self.mode == "process":
             self._proc.close()
         elif self.mode == "thread":

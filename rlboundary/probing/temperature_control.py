@@ -135,6 +135,7 @@ def run_control(model_path: str, step: int, cfg: Mapping) -> dict[str, dict]:
                   f"{info['target_entropy']:.3f} nats at T={info['temperature']:g}; the {who} "
                   f"matches at T*={t_star:g} ({info['matched_entropy']:.3f} nats); {who} at T* "
                   f"pass@1 {metrics.get('pass@1', float('nan')):.3f}", flush=True)
+            write_control(run_dir, {**out, name: kept})  # each direction kept as it ends
         out[name] = kept
     write_control(run_dir, out)
     return out

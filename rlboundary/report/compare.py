@@ -46,7 +46,8 @@ def find_runs(paths: list[str | Path]) -> dict[str, Path]:
         if not p.is_dir():
             raise UserError(f"not a directory: {p}")
         found = [p] if (p / "probes").is_dir() else [
-            d.parent for d in p.rglob("probes") if d.is_dir() and "checkpoints" not in d.parts]
+            d.parent for d in p.rglob("probes") if d.is_dir() and "checkpoints" not in d.parts
+            and "control" not in d.relative_to(p).parts]  # a run's temperature controls
         if not found:
             raise UserError(f"{p}: no probed run in it (no probes/ folder)")
         jobs = {run: _job_record(run) for run in found}
@@ -119,8 +120,11 @@ def base_groups(datas: dict[str, RunData], dataset: str) -> dict[str, list[str]]
         why = f" ({', '.join(differ)} differ)" if differ else " (their step-0 tables differ)"
         raise UserError(f"runs {a} and {b} were not probed against the same base model on "
                         f"{dataset}{why}")
-    return {f"{BASE} ({', '.join(f'{k}={s.get(k)}' for k in differ)})": members
-            for s, (_, members) in zip(settings, groups)}
+    labels = [f"{BASE} ({', '.join(f'{k}={s.get(k)}' for k in differ)})" for s in settings]
+    if len(set(labels)) < len(labels):  # two bases alike in settings, unlike in results
+        raise UserError(f"runs {groups[0][1][0]} and {groups[1][1][0]} were not probed against "
+                        f"the same base model on {dataset} (their step-0 tables differ)")
+    return {label: members for label, (_, members) in zip(labels, groups)}
 
 
 def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -> pd.DataFrame:

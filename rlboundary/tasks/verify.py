@@ -58,6 +58,7 @@ which accept some equivalent forms those rules reject, so absolute accuracies di
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import re
@@ -267,32 +268,35 @@ def _several(pred: verify_values.Shape, gold: verify_values.Shape, timeout: floa
         return verdict(_NO, f"{len(p_items)} values, {n} expected")
     matched: dict[int, str] = {}  # gold item -> the stage that matched it
     used: set[int] = set()
-    for cheap_pass in ((True,) if cheap else (True, False)):
-        if not cheap_pass and deadline is None:
-            verify_worker.ensure_worker()  # its start-up is not the items' time
-            deadline = time.monotonic() + timeout
-        for j in range(n):
-            if j in matched:
-                continue
-            undecided = timed_out = False
-            for i in ([j] if ordered else range(n)):
-                if i in used:
+    with contextlib.ExitStack() as stack:
+        for cheap_pass in ((True,) if cheap else (True, False)):
+            if not cheap_pass and deadline is None:
+                # one worker held for every item: its start-up, or a wait for a free one, is not
+                # the items' time
+                stack.enter_context(verify_worker.holding())
+                deadline = time.monotonic() + timeout
+            for j in range(n):
+                if j in matched:
                     continue
-                got = _decide(p_items[i], g_items[j], timeout, deadline, depth + 1, cheap_pass)
-                if got is _UNDECIDED:
-                    undecided = True
-                    continue
-                if got[0] is _OK:
-                    matched[j] = got[1]
-                    used.add(i)
-                    break
-                timed_out = timed_out or got[0] is _TIMEOUT
-            else:
-                if not undecided:  # no item can match this one
-                    note = f"{kind} item {j + 1} ({g_items[j]}) unmatched"
-                    if timed_out:
-                        return verdict(_TIMEOUT, note + ": math-verify ran out of time")
-                    return verdict(_NO, note)
+                undecided = timed_out = False
+                for i in ([j] if ordered else range(n)):
+                    if i in used:
+                        continue
+                    got = _decide(p_items[i], g_items[j], timeout, deadline, depth + 1, cheap_pass)
+                    if got is _UNDECIDED:
+                        undecided = True
+                        continue
+                    if got[0] is _OK:
+                        matched[j] = got[1]
+                        used.add(i)
+                        break
+                    timed_out = timed_out or got[0] is _TIMEOUT
+                else:
+                    if not undecided:  # no item can match this one
+                        note = f"{kind} item {j + 1} ({g_items[j]}) unmatched"
+                        if timed_out:
+                            return verdict(_TIMEOUT, note + ": math-verify ran out of time")
+                        return verdict(_NO, note)
     if len(matched) < n:
         return _UNDECIDED
     stages = ", ".join(dict.fromkeys(matched[j] for j in range(n)))

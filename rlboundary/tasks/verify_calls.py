@@ -1,5 +1,5 @@
 """The verifier's bookkeeping: its verdicts, the counters ``stats()`` reports, and the call to
-math-verify in this thread's worker process with its cache of (answer, gold) verdicts.
+math-verify in a worker process of the pool with its cache of (answer, gold) verdicts.
 
 Part of :mod:`rlboundary.tasks.verify`, which re-exports :class:`Verdict`, :func:`stats` and
 :func:`reset_stats`.
@@ -62,7 +62,7 @@ _cache: OrderedDict = OrderedDict()  # (pred, gold) -> (Verdict, timeout it was 
 
 
 def sympy_verdict(pred: str, gold: str, timeout: float) -> tuple[Verdict, str]:
-    """(verdict, note) from math-verify in this thread's worker; the note says why the gold's
+    """(verdict, note) from math-verify in a worker of the pool; the note says why the gold's
     parse could not decide (verify_worker.misread), else ""."""
     with _cache_lock:
         hit = _cache.get((pred, gold))

@@ -21,6 +21,7 @@ Only :mod:`rlboundary.tasks.verify` calls :func:`ask`.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -177,6 +178,7 @@ class _Pool:
         self.cond = threading.Condition()
         self.idle: list[_Worker] = []
         self.alive = 0      # workers launched and not yet stopped (idle or lent)
+        self.queue: collections.deque = collections.deque()  # callers waiting, in order
         self.launcher = None
 
     def launch(self) -> _Worker:
@@ -188,10 +190,19 @@ class _Pool:
         return self.launcher.submit(_Worker).result()
 
     def take(self) -> _Worker:
-        """An idle worker, a new one while under the cap, else the next one returned."""
+        """An idle worker, a new one while under the cap, else the next one returned. Callers
+        are served in the order they asked (a thread that gives a worker back and asks again
+        queues behind those already waiting)."""
         with self.cond:
-            while not self.idle and self.alive >= max_workers():
-                self.cond.wait()
+            me = object()
+            self.queue.append(me)
+            try:
+                while self.queue[0] is not me or (not self.idle
+                                                  and self.alive >= max_workers()):
+                    self.cond.wait()
+            finally:  # served, or interrupted while waiting: out of the line either way
+                self.queue.remove(me)
+                self.cond.notify_all()  # the next in line checks again
             if self.idle:
                 return self.idle.pop()
             self.alive += 1
@@ -204,13 +215,13 @@ class _Pool:
     def give_back(self, worker: _Worker) -> None:
         with self.cond:
             self.idle.append(worker)
-            self.cond.notify()
+            self.cond.notify_all()
 
     def forget(self) -> None:
         """One lent worker is gone (stopped, or never started)."""
         with self.cond:
             self.alive -= 1
-            self.cond.notify()
+            self.cond.notify_all()
 
     def stop_idle(self) -> None:
         with self.cond:
@@ -234,24 +245,35 @@ def _pool() -> _Pool:
         return _the_pool
 
 
+def _after_fork_in_child() -> None:
+    """A fork copies locks held by other threads: the child starts with fresh ones."""
+    global _pool_lock, _the_pool
+    _pool_lock, _the_pool = threading.Lock(), None
+    _held.worker = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _ready(pool: _Pool, worker: _Worker) -> _Worker:
     """``worker`` once it has said it is ready; a prelaunched replacement that died before it
-    was needed gets one more try. Raises :class:`VerifierUnavailable` (the worker is then
-    forgotten)."""
-    if worker.ready:
-        return worker
+    was needed gets one more try. On any failure (``VerifierUnavailable``, Ctrl-C) the worker
+    is stopped and its slot given up before the exception goes on."""
     try:
-        worker.wait_ready()
-        return worker
-    except VerifierUnavailable:
-        if not worker.prelaunched:
-            pool.forget()
-            raise
-    try:
+        if worker.ready:
+            return worker
+        try:
+            worker.wait_ready()
+            return worker
+        except VerifierUnavailable:
+            if not worker.prelaunched:
+                raise
         worker = pool.launch()
         worker.wait_ready()
         return worker
     except BaseException:
+        worker.stop()
         pool.forget()
         raise
 
@@ -263,9 +285,12 @@ def _replace(pool: _Pool, worker: _Worker) -> None:
     _count_restart()
     try:
         replacement = pool.launch()
-    except VerifierUnavailable:
-        pool.forget()  # the next call launches (and may raise) again
+    except VerifierUnavailable:  # the next call launches (and may raise) again
+        pool.forget()
         return
+    except BaseException:
+        pool.forget()
+        raise
     replacement.prelaunched = True
     pool.give_back(replacement)
 
@@ -281,49 +306,87 @@ def prelaunch() -> None:
         pool.alive += 1
     try:
         worker = pool.launch()
-    except VerifierUnavailable:
+    except VerifierUnavailable:  # a warm-up only: the first real call raises it
         pool.forget()
         return
+    except BaseException:
+        pool.forget()
+        raise
     worker.prelaunched = True
     pool.give_back(worker)
+
+
+_held = threading.local()  # a worker this thread keeps across calls (:func:`holding`)
+
+
+@contextlib.contextmanager
+def holding():
+    """Keep one ready worker for this thread while the block runs (a several-value answer's
+    items share one time limit: none of it may go to waiting for a free worker); it goes back
+    to the pool afterwards. Raises :class:`VerifierUnavailable` as :func:`ask`."""
+    if getattr(_held, "worker", None) is not None:  # already holding: nest freely
+        yield
+        return
+    _held.worker = _ready(pool := _pool(), pool.take())
+    try:
+        yield
+    finally:
+        worker, _held.worker = _held.worker, None
+        if worker is not None:
+            pool.give_back(worker)
 
 
 def ensure_worker() -> None:
     """Have one worker ready now, so that its start-up (~2 s) is not charged to the time limit
     of the comparisons that follow; raises :class:`VerifierUnavailable` as :func:`ask`."""
     pool = _pool()
-    worker = _ready(pool, pool.take())
-    pool.give_back(worker)
+    pool.give_back(_ready(pool, pool.take()))
 
 
 def worker_pids() -> list[int]:
     """Process ids of the pool's idle workers (for tests and diagnostics)."""
-    pool = _pool()
-    with pool.cond:
-        return [w.proc.pid for w in pool.idle]
+    with _pool().cond:
+        return [w.proc.pid for w in _pool().idle]
+
+
+def _exchange(worker: _Worker, pred: str, gold: str, timeout: float) -> list:
+    try:
+        worker.send([pred, gold, timeout if SOFT_LIMIT else None])
+    except (OSError, ValueError) as e:
+        return ["dead", repr(e)]
+    try:
+        return worker.recv(timeout + HARD_GRACE) or ["hard", None]
+    except (EOFError, OSError, ValueError) as e:
+        return ["crash", repr(e)]
 
 
 def ask(pred: str, gold: str, timeout: float) -> tuple:
-    """One comparison in a worker of the pool: the worker's reply, or ("dead"|"crash", msg),
-    or ("hard", None) when it overran; a hung or dead worker is killed and replaced. The time
-    limit starts once a worker is ready and this call holds it."""
+    """One comparison in a worker of the pool (this thread's held one inside
+    :func:`holding`): the worker's reply, or ("dead"|"crash", msg), or ("hard", None) when it
+    overran; a hung or dead worker is killed and replaced. The time limit starts once a worker
+    is ready and this call holds it; an interrupted call stops its worker and frees its slot."""
     reply: list = ["dead", None]
     pool = _pool()
     for _ in range(2):
-        worker = _ready(pool, pool.take())
+        held = getattr(_held, "worker", None)
+        worker = held if held is not None else _ready(pool, pool.take())
         try:
-            worker.send([pred, gold, timeout if SOFT_LIMIT else None])
-        except (OSError, ValueError) as e:
-            reply = ["dead", repr(e)]
-        else:
-            try:
-                reply = worker.recv(timeout + HARD_GRACE) or ["hard", None]
-            except (EOFError, OSError, ValueError) as e:
-                reply = ["crash", repr(e)]
+            reply = _exchange(worker, pred, gold, timeout)
+        except BaseException:
+            _held.worker = None
+            worker.stop()
+            pool.forget()
+            raise
         if reply[0] in ("ok", "timeout", "error"):
-            pool.give_back(worker)
+            if held is None:
+                pool.give_back(worker)
             return tuple(reply)
-        _replace(pool, worker)
+        if held is not None:  # the held worker is gone: its replacement is held instead
+            _held.worker = None
+            _replace(pool, worker)
+            _held.worker = _ready(pool, pool.take())
+        else:
+            _replace(pool, worker)
         if reply[0] != "dead":  # only a worker found dead before the request gets a retry
             return tuple(reply)
     return tuple(reply)

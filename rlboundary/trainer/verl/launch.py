@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlboundary.errors import MissingPath, UserError
+from rlboundary.hub import is_hub_id
 from rlboundary.tasks.verify_worker import MAX_WORKERS_ENV
 from rlboundary.trainer.verl import callback
 from rlboundary.trainer.verl.stand_in import (
@@ -237,7 +238,7 @@ def check_job_paths(cfg: Mapping[str, Any], base_path: str) -> None:
     paths = {"cluster.data_dir": cfg["cluster"]["data_dir"], "run_dir": cfg["run_dir"],
              "base.path": base_path}
     relative = [f"{key}={value}" for key, value in paths.items()
-                if value and not os.path.isabs(str(value))]
+                if value and not os.path.isabs(str(value)) and not is_hub_id(str(value))]
     if relative:
         raise UserError(f"engine=verl under `ray job submit --working-dir`: {', '.join(relative)} "
                         "would point into Ray's temporary copy of the checkout (no data/ or "
