@@ -407,18 +407,6 @@ def _seed_sweep(root: Path) -> dict[str, Path]:
     return runs
 
 
-def test_mean_band_over_seeds_by_hand():
-    # mean 2, s = 1; for 2 degrees of freedom t_p = (2p - 1) sqrt(2 / (4p(1 - p))), at
-    # p = 0.975: 0.95 sqrt(2 / 0.0975) = 4.302652729749464; half-width t / sqrt(3)
-    mean, lo, hi = probes.mean_band([1.0, 2.0, 3.0])
-    assert mean == 2.0 and hi - mean == pytest.approx(4.302652729749464 / np.sqrt(3), rel=1e-12)
-    assert mean - lo == pytest.approx(hi - mean, rel=1e-12)
-    one = probes.mean_band([0.5])
-    assert one[0] == 0.5 and np.isnan(one[1]) and np.isnan(one[2])
-    with pytest.raises(ValueError, match="finite"):
-        probes.mean_band([1.0, float("nan")])
-
-
 def test_compare_groups_runs_that_differ_only_in_seed(tmp_path):
     from rlboundary.report.compare import compare_table, find_runs, write_compare
     from rlboundary.report.seeds import seed_groups, seed_table
