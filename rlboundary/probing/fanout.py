@@ -45,9 +45,12 @@ class ChunkWorker:
         if post not in ("auto", "thread", "process", "inline"):
             raise ValueError(f"probe.post must be auto, thread, process or inline, got {post!r}")
         self.key = worker_key(policy_path, base_path, sampler, post)
+        # the base scores the samples with the sampler's own model when it holds it in-process
+        # (hf); vLLM's engine has no teacher-forced pass, so the base is loaded beside it
         self.same_model = policy_path == base_path
         kw = dict(sampler)
         self.sampler = make_sampler(kw.pop("name"), policy_path, **kw)
+        self.same_model = self.same_model and getattr(self.sampler, "model", None) is not None
         on_cpu = getattr(getattr(self.sampler, "device", None), "type", "cuda") == "cpu"
         self.mode = "thread" if post == "auto" else post
         if on_cpu and self.mode != "inline" and getattr(self.sampler, "torch_threads", 0) is None:
@@ -146,6 +149,8 @@ class ChunkWorker:
             self._proc.close()
         elif self.mode == "thread":
             self._post.shutdown(wait=True)
+        if hasattr(self.sampler, "close"):  # an engine with processes of its own (vllm)
+            self.sampler.close()
 
 
 #: The driver's worker kept between run_chunks calls inside :func:`reuse_workers` (an

@@ -16,6 +16,7 @@ from rlboundary.tasks import Task
 from rlboundary.tasks.schema import Record, ids_sha256
 
 _HASHES: dict[tuple, str] = {}
+_DRAWN: dict[tuple, str] = {}
 
 
 def checkpoint_hash(path: str) -> str:
@@ -78,14 +79,31 @@ def chat_template(cfg: Mapping) -> str:
     return str((cfg.get("data") or {}).get("chat_template") or "none")
 
 
+def drawn_dtype(spec: Mapping, model_path: str) -> str:
+    """The dtype the sampler ``spec`` (conf/sampler/*.yaml) will draw samples of ``model_path``
+    in, resolved as the sampler itself resolves ``dtype=auto`` (``resolved_dtype`` of its class;
+    vLLM's rule for ``vllm``). Memoised per process. A sampler without ``resolved_dtype``
+    records its ``dtype`` setting as given."""
+    from rlboundary.samplers import SAMPLERS
+
+    kw = {k: v for k, v in dict(spec).items() if k != "name"}
+    key = (spec["name"], os.path.abspath(model_path), str(kw.get("dtype")), str(kw.get("device")))
+    if key not in _DRAWN:
+        resolve = getattr(SAMPLERS.get(spec["name"]), "resolved_dtype", None)
+        _DRAWN[key] = resolve(model_path, **kw) if resolve else str(kw.get("dtype", "auto"))
+    return _DRAWN[key]
+
+
 def provenance(cfg: Mapping, model_path: str, records: list[Record], task: Task) -> dict:
     """What a probe's result depends on: model, base model (its NLL scores the samples),
-    problems, n, sampling, sampler and its settings, seed, verifier, result format.
+    problems, n, sampling, sampler and its settings (with ``drawn_dtype``, the dtype samples
+    are drawn in once ``auto`` is resolved), seed, verifier, result format.
 
     ``checkpoint`` (the path) is recorded for the reader but not compared (see
     results/provenance.differences).
     """
     sampler = {k: v for k, v in dict(cfg["sampler"]).items() if k not in _SAMPLER_IRRELEVANT}
+    sampler["drawn_dtype"] = drawn_dtype(cfg["sampler"], model_path)
     adaptive = adaptive_probe.settings(cfg["probe"])
     return {**({"adaptive": adaptive} if adaptive else {}), "format": FORMAT, "model_sha": checkpoint_hash(model_path),
             "base_sha": checkpoint_hash(cfg["base_path"]), "task": task.name,

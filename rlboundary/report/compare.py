@@ -101,15 +101,19 @@ def base_groups(datas: dict[str, RunData], dataset: str) -> dict[str, list[str]]
     ``base model (sampling.temperature=0.6)``. Raises ``UserError`` naming two runs whose base
     probes differ otherwise (another base model, other problems, n, seed or verifier).
     """
-    groups: list[tuple[pd.DataFrame, list[str]]] = []
+    groups: list[tuple[tuple, list[str]]] = []
     for label, data in datas.items():
-        tbl = _base_table(data, label, dataset)
-        for ref, members in groups:
-            if tbl.equals(ref):
+        # a base probe is its results and how it was sampled: two temperatures whose results
+        # happen to coincide (no problem solved at either) are still two bases
+        sampled = {k: v for k, v in _base_settings(data, dataset).items()
+                   if k.startswith("sampling.")}
+        key = (_base_table(data, label, dataset), sampled)
+        for (tbl, how), members in groups:
+            if key[0].equals(tbl) and key[1] == how:
                 members.append(label)
                 break
         else:
-            groups.append((tbl, [label]))
+            groups.append((key, [label]))
     if len(groups) == 1:
         return {BASE: groups[0][1]}
     settings = [_base_settings(datas[members[0]], dataset) for _, members in groups]

@@ -23,13 +23,21 @@ def flat(d: Mapping, prefix: str = "") -> dict:
     return out
 
 
+#: Keys recorded since a later version: a stored record without one still matches.
+ADDED_LATER = ("sampler.drawn_dtype",)
+
+
 def differences(stored: Mapping | None, wanted: Mapping) -> list[str]:
     """Human-readable differences ``"n=256 (now 64)"`` between two provenance records,
-    ignoring the checkpoint path; ``["no record of its settings"]`` when ``stored`` is None."""
+    ignoring the checkpoint path and :data:`ADDED_LATER` keys the stored record lacks;
+    ``["no record of its settings"]`` when ``stored`` is None."""
     if stored is None:
         return ["no record of its settings (written by an older rlboundary)"]
     a, b = flat(stored), flat(wanted)
     a.pop("checkpoint", None), b.pop("checkpoint", None)
+    for key in ADDED_LATER:
+        if key not in a:
+            b.pop(key, None)
     return [f"{k}={a.get(k, '-')} (now {b.get(k, '-')})"
             for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 

@@ -100,6 +100,12 @@ class HFSampler:
 
     entropy_kind = "exact"
 
+    @staticmethod
+    def resolved_dtype(model_path: str | None = None, *, dtype: str | None = "auto",
+                       device: str | None = "auto", **_ignored) -> str:
+        """The dtype samples will be drawn in (``"float32"``...), without loading the model."""
+        return str(_resolve_dtype(dtype, _resolve_device(device))).removeprefix("torch.")
+
     def __init__(self, model_path: str | None = None, *, model=None, tokenizer=None,
                  batch_size: int = 1024, device: str | None = "auto", dtype: str | None = "auto",
                  torch_threads: int | None = None, fast_path="auto", prune_below: float = 0.5,
@@ -117,6 +123,7 @@ class HFSampler:
                 torch.device(device)
             model = model.to(self.device)
         self.model = model.eval()
+        self.dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
         self.tokenizer = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(
             model_path)
         self.batch_size, self.torch_threads, self.prune_below = int(batch_size), torch_threads, \
@@ -168,7 +175,7 @@ class HFSampler:
             logprobs=lps, entropies=ents,
             meta={"sampler": "hf", "fast_path": self.fast, "temperature": temperature,
                   "top_p": top_p, "seed": seed, "max_new_tokens": max_new_tokens,
-                  "keyed": keys is not None, "first": first})
+                  "keyed": keys is not None, "first": first, "dtype": self.dtype})
 
     def _plan(self, lengths: list[int], n: int):
         """Batches as ``(prompt ids, m samples each, first sample index)``: a grid of prompts.
