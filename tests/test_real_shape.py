@@ -152,8 +152,9 @@ print(peak - before, peak, float(np.abs(lps[0] - ref).max()), int(counts.sum()),
 @pytest.mark.slow
 def test_scoring_a_150k_vocabulary_stays_within_memory(tmp_path):
     """32 responses x 256 tokens over Qwen2.5's 151,936-row vocabulary: all their logits at
-    once would be 8.0 GB in float32 (and softmax copies on top); scoring batches them under
-    ``MAX_LOGITS`` and its peak stays a few GB, with log-probs equal to one full forward."""
+    once would be 5.0 GB in float32, and log-softmax copies them; scoring batches them under
+    ``MAX_LOGITS`` and grows the process by ~2.3 GB (bound: 5 GiB), with log-probs equal to
+    one full forward."""
     from transformers import AutoTokenizer
 
     tok = bpe_tokenizer(["x^2 = 4 so x = 2 or x = -2. Find x such that"] * 4, 2000)

@@ -373,6 +373,15 @@ def test_compare_pairs_each_run_with_its_own_base_when_only_sampling_differs(tmp
     assert base_groups({"T=0.6": datas["T=0.6"], "T=1.0c": same}, "arith") == {
         "base model (sampling.temperature=0.6)": ["T=0.6"],
         "base model (sampling.temperature=1.0)": ["T=1.0c"]}
+    # a run whose base probe has no recorded settings joins the base of equal results, and a
+    # key recorded only by a later rlboundary (sampler.drawn_dtype) is not a difference
+    unrecorded = load_run(make_run(tmp_path / "old", seed=0, datasets=("arith",)))
+    assert base_groups({"T=0.6": datas["T=0.6"], "old": unrecorded}, "arith") == {
+        "base model": ["T=0.6", "old"]}
+    newer = load_run(make_run(tmp_path / "T=1.0d", seed=1, datasets=("arith",)))
+    newer.settings = datas["T=1.0"].settings.assign(**{"sampler.drawn_dtype": "float32"})
+    assert [*base_groups({"T=0.6": datas["T=0.6"], "T=1.0d": newer}, "arith")] == [
+        "base model (sampling.temperature=0.6)", "base model (sampling.temperature=1.0)"]
     datas["T=1.0"].settings["base_sha"] = "bb"
     with pytest.raises(UserError, match=r"not probed against the same base model on arith "
                                         r"\(base_sha, sampling.temperature differ\)"):

@@ -73,6 +73,36 @@ def test_reuse_only_when_provenance_matches(tmp_path):
     assert not store.done()
 
 
+def test_results_stored_before_drawn_dtype_are_still_found_and_reused(tmp_path):
+    """sampler.drawn_dtype (a key added later): a stored record without it matches, a record
+    with another dtype does not, an unresolvable one (None) is not compared, and the shared
+    base probe stored under its older cache key is still found."""
+    from rlboundary.results.provenance import differences, without_added_later
+
+    prov = {"n": 4, "sampler": {"name": "hf", "dtype": "auto", "drawn_dtype": "float32"},
+            "checkpoint": "/a"}
+    old = without_added_later(prov)
+    assert old == {"n": 4, "sampler": {"name": "hf", "dtype": "auto"}, "checkpoint": "/a"}
+    assert "drawn_dtype" in prov["sampler"]  # the input is not changed
+    assert differences(old, prov) == []
+    bf16 = {**prov, "sampler": {**prov["sampler"], "drawn_dtype": "bfloat16"}}
+    assert differences(prov, bf16) == ["sampler.drawn_dtype=float32 (now bfloat16)"]
+    unknown = {**prov, "sampler": {**prov["sampler"], "drawn_dtype": None}}
+    assert differences(prov, unknown) == []
+    cfg = {"cache_dir": str(tmp_path)}
+    fresh = plan.base_store(cfg, "arith", [], prov)
+    legacy = plan.base_store(cfg, "arith", [], old)
+    assert fresh.final != legacy.final and not fresh.done()
+    write_parquet(_table([4, 4], [1, 2]).assign(step=0), legacy.final, provenance=old)
+    assert plan.base_store(cfg, "arith", [], prov).final == legacy.final
+    # a result of unknown dtype matches any; one recorded in float32 is not bfloat16's
+    write_parquet(_table([4, 4], [1, 2]).assign(step=0), fresh.final, provenance=prov)
+    assert plan.base_store(cfg, "arith", [], prov).final == fresh.final
+    assert plan.base_store(cfg, "arith", [], bf16).final == legacy.final
+    legacy.clear()
+    assert plan.base_store(cfg, "arith", [], bf16).final not in (legacy.final, fresh.final)
+
+
 def test_metrics_keep_lock_and_kind(tmp_path):
     upsert_metrics(str(tmp_path), {"kind": "train", "step": 1, "loss": 1.0})
     upsert_metrics(str(tmp_path), {"step": 1, "dataset": "arith", "pass@1": 0.5})

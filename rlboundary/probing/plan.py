@@ -16,7 +16,7 @@ from typing import Any
 
 from rlboundary.errors import UserError
 from rlboundary.probing.provenance import provenance
-from rlboundary.results.provenance import differences
+from rlboundary.results.provenance import differences, without_added_later
 from rlboundary.results.store import DamagedResult, ProbeStore
 from rlboundary.tasks import TASKS
 from rlboundary.tasks.schema import Record
@@ -53,11 +53,21 @@ def reuse_or_clear(store: ProbeStore, prov: Mapping, cfg: Mapping, what: str) ->
 def base_store(cfg: Mapping, dataset: str, records: list[Record],
                prov: Mapping[str, Any] | None = None) -> ProbeStore:
     """Where the base model's own probe lives: shared by every run naming the same base,
-    keyed by its whole provenance (model, problems, n, sampling, sampler, seed, verifier)."""
+    keyed by its whole provenance (model, problems, n, sampling, sampler with the dtype it
+    draws in, seed, verifier). A finished probe stored before a key of ``ADDED_LATER`` was
+    recorded sits under the key of its older record: it is used when it matches."""
     if prov is None:
         prov = provenance(cfg, cfg["base_path"], records, TASKS.get(
             cfg["probe"]["datasets"][dataset].get("name", dataset)))
-    keyed = {k: v for k, v in prov.items() if k != "checkpoint"}
-    key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()
-                         ).hexdigest()[:16]
-    return ProbeStore(os.path.join(cfg["cache_dir"], "base_probes", key), dataset, 0)
+    def at(record: Mapping[str, Any]) -> ProbeStore:
+        keyed = {k: v for k, v in record.items() if k != "checkpoint"}
+        key = hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()
+                             ).hexdigest()[:16]
+        return ProbeStore(os.path.join(cfg["cache_dir"], "base_probes", key), dataset, 0)
+
+    store = at(prov)
+    if not store.done():  # stored before the ADDED_LATER keys existed: under the older key
+        older = at(without_added_later(prov))
+        if older.done() and not differences(older.provenance(), prov):
+            return older
+    return store

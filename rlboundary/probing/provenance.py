@@ -79,18 +79,23 @@ def chat_template(cfg: Mapping) -> str:
     return str((cfg.get("data") or {}).get("chat_template") or "none")
 
 
-def drawn_dtype(spec: Mapping, model_path: str) -> str:
+def drawn_dtype(spec: Mapping, model_path: str) -> str | None:
     """The dtype the sampler ``spec`` (conf/sampler/*.yaml) will draw samples of ``model_path``
     in, resolved as the sampler itself resolves ``dtype=auto`` (``resolved_dtype`` of its class;
     vLLM's rule for ``vllm``). Memoised per process. A sampler without ``resolved_dtype``
-    records its ``dtype`` setting as given."""
+    records its ``dtype`` setting as given; None where the sampler's engine is not installed
+    here (a stored result is then matched without it; sampling would fail with the install
+    hint). Raises KeyError for a sampler name not registered."""
     from rlboundary.samplers import SAMPLERS
 
     kw = {k: v for k, v in dict(spec).items() if k != "name"}
     key = (spec["name"], os.path.abspath(model_path), str(kw.get("dtype")), str(kw.get("device")))
     if key not in _DRAWN:
         resolve = getattr(SAMPLERS.get(spec["name"]), "resolved_dtype", None)
-        _DRAWN[key] = resolve(model_path, **kw) if resolve else str(kw.get("dtype", "auto"))
+        try:
+            _DRAWN[key] = resolve(model_path, **kw) if resolve else str(kw.get("dtype", "auto"))
+        except ImportError:
+            return None
     return _DRAWN[key]
 
 

@@ -30,6 +30,7 @@ from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run
 from rlboundary.report.plot_style import save
 from rlboundary.report.seeds import seed_groups, seed_lines, seed_table
 from rlboundary.report.study import LEDGER_LABELS, versus_base
+from rlboundary.results.provenance import ADDED_LATER
 
 BASE = "base model"
 
@@ -108,8 +109,8 @@ def base_groups(datas: dict[str, RunData], dataset: str) -> dict[str, list[str]]
         sampled = {k: v for k, v in _base_settings(data, dataset).items()
                    if k.startswith("sampling.")}
         key = (_base_table(data, label, dataset), sampled)
-        for (tbl, how), members in groups:
-            if key[0].equals(tbl) and key[1] == how:
+        for (tbl, how), members in groups:  # unrecorded settings ({}) match any sampling
+            if key[0].equals(tbl) and (key[1] == how or not key[1] or not how):
                 members.append(label)
                 break
         else:
@@ -117,7 +118,8 @@ def base_groups(datas: dict[str, RunData], dataset: str) -> dict[str, list[str]]
     if len(groups) == 1:
         return {BASE: groups[0][1]}
     settings = [_base_settings(datas[members[0]], dataset) for _, members in groups]
-    keys = set().union(*settings)
+    # keys recorded only by a later rlboundary (ADDED_LATER) say nothing where one run lacks them
+    keys = set().union(*settings) - {k for k in ADDED_LATER if not all(k in s for s in settings)}
     differ = sorted(k for k in keys if len({repr(s.get(k)) for s in settings}) > 1)
     if not differ or not all(k.startswith("sampling.") for k in differ):
         a, b = groups[0][1][0], groups[1][1][0]

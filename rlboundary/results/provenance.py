@@ -27,17 +27,29 @@ def flat(d: Mapping, prefix: str = "") -> dict:
 ADDED_LATER = ("sampler.drawn_dtype",)
 
 
+def without_added_later(record: Mapping) -> dict:
+    """``record`` without its :data:`ADDED_LATER` keys: the record an older rlboundary wrote."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in record.items()}
+    for key in ADDED_LATER:
+        head, _, leaf = key.rpartition(".")
+        node = out.get(head) if head else out
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return out
+
+
 def differences(stored: Mapping | None, wanted: Mapping) -> list[str]:
     """Human-readable differences ``"n=256 (now 64)"`` between two provenance records,
-    ignoring the checkpoint path and :data:`ADDED_LATER` keys the stored record lacks;
+    ignoring the checkpoint path and :data:`ADDED_LATER` keys the stored record lacks or that
+    ``wanted`` could not resolve (None);
     ``["no record of its settings"]`` when ``stored`` is None."""
     if stored is None:
         return ["no record of its settings (written by an older rlboundary)"]
     a, b = flat(stored), flat(wanted)
     a.pop("checkpoint", None), b.pop("checkpoint", None)
-    for key in ADDED_LATER:
-        if key not in a:
-            b.pop(key, None)
+    for key in ADDED_LATER:  # absent from an older record, or not resolvable here (None)
+        if key not in a or b.get(key, "") is None:
+            a.pop(key, None), b.pop(key, None)
     return [f"{k}={a.get(k, '-')} (now {b.get(k, '-')})"
             for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
 

@@ -103,7 +103,9 @@ class HFSampler:
     @staticmethod
     def resolved_dtype(model_path: str | None = None, *, dtype: str | None = "auto",
                        device: str | None = "auto", **_ignored) -> str:
-        """The dtype samples will be drawn in (``"float32"``...), without loading the model."""
+        """The dtype samples will be drawn in (``"float32"``...), without loading the model:
+        ``auto`` is bfloat16 on CUDA, float32 on CPU. Raises KeyError for a dtype not in
+        float32, bfloat16, float16."""
         return str(_resolve_dtype(dtype, _resolve_device(device))).removeprefix("torch.")
 
     def __init__(self, model_path: str | None = None, *, model=None, tokenizer=None,

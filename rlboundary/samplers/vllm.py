@@ -33,6 +33,10 @@ from rlboundary.samplers.tokens import encode_prompts
 # keyed base seeds stay below 2**31 - 2**20, leaving room for sample indices (first + j < 2**20)
 _KEYED_SEEDS = 2**31 - 2**20
 
+# vllm.LLM arguments that can change the dtype ModelConfig resolves
+_DTYPE_KWARGS = ("dtype", "revision", "trust_remote_code", "hf_overrides", "quantization",
+                 "tokenizer", "code_revision")
+
 _INSTALL_HINT = (
     "the 'vllm' sampler needs vLLM, which is not installed: pip install rlboundary[gpu] "
     "(or use sampler=hf)"
@@ -46,15 +50,21 @@ class VLLMSampler:
     entropy_kind = "mc"
 
     @staticmethod
-    def resolved_dtype(model_path: str, *, dtype: str = "auto", **_ignored) -> str:
+    def resolved_dtype(model_path: str, *, dtype: str = "auto", engine_kwargs: dict | None = None,
+                       **_ignored) -> str:
         """The dtype vLLM will run the model in, by vLLM's own rule (``vllm.config.ModelConfig``:
-        ``auto`` takes the checkpoint's dtype, float32 checkpoints drop to bfloat16/float16 by
-        platform, bfloat16 on CPU), without starting an engine. Raises ImportError without vLLM."""
+        ``auto`` takes the checkpoint's dtype, float32 checkpoints drop to bfloat16, or float16
+        where the platform lacks bfloat16; bfloat16 on CPU), without starting an engine. The
+        ``engine_kwargs`` that bear on it (dtype, revision, remote code, overrides, quantization)
+        are passed on. Raises ImportError without vLLM; vLLM's own errors for a config it
+        rejects (the engine would reject it too)."""
         try:
             from vllm.config import ModelConfig
         except ImportError as e:
             raise ImportError(_INSTALL_HINT) from e
-        return str(ModelConfig(model=model_path, dtype=dtype).dtype).removeprefix("torch.")
+        kw = {k: v for k, v in dict(engine_kwargs or {}).items() if k in _DTYPE_KWARGS}
+        kw.setdefault("dtype", dtype)
+        return str(ModelConfig(model=model_path, **kw).dtype).removeprefix("torch.")
 
     def __init__(self, model_path: str, *, tokenizer=None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.5, enable_prefix_caching: bool = True,
