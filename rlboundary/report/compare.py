@@ -102,35 +102,37 @@ def base_groups(datas: dict[str, RunData], dataset: str) -> dict[str, list[str]]
     ``base model (sampling.temperature=0.6)``. Raises ``UserError`` naming two runs whose base
     probes differ otherwise (another base model, other problems, n, seed or verifier).
     """
-    groups: list[tuple[tuple, list[str]]] = []
+    def sampled(settings: dict) -> dict:
+        return {k: v for k, v in settings.items() if k.startswith("sampling.")}
+
+    # a base probe is its results and how it was sampled: two temperatures whose results
+    # happen to coincide (no problem solved at either) are still two bases
+    groups: list[tuple[pd.DataFrame, dict, list[str]]] = []
     for label, data in datas.items():
-        # a base probe is its results and how it was sampled: two temperatures whose results
-        # happen to coincide (no problem solved at either) are still two bases
-        sampled = {k: v for k, v in _base_settings(data, dataset).items()
-                   if k.startswith("sampling.")}
-        key = (_base_table(data, label, dataset), sampled)
-        for (tbl, how), members in groups:  # unrecorded settings ({}) match any sampling
-            if key[0].equals(tbl) and (key[1] == how or not key[1] or not how):
+        tbl, mine = _base_table(data, label, dataset), _base_settings(data, dataset)
+        for ref, theirs, members in groups:  # unrecorded settings ({}) match any sampling
+            a, b = sampled(mine), sampled(theirs)
+            if tbl.equals(ref) and (a == b or not a or not b):
                 members.append(label)
                 break
         else:
-            groups.append((key, [label]))
+            groups.append((tbl, mine, [label]))
     if len(groups) == 1:
-        return {BASE: groups[0][1]}
-    settings = [_base_settings(datas[members[0]], dataset) for _, members in groups]
+        return {BASE: groups[0][2]}
+    settings = [theirs for _, theirs, _ in groups]
     # keys recorded only by a later rlboundary (ADDED_LATER) say nothing where one run lacks them
     keys = set().union(*settings) - {k for k in ADDED_LATER if not all(k in s for s in settings)}
     differ = sorted(k for k in keys if len({repr(s.get(k)) for s in settings}) > 1)
     if not differ or not all(k.startswith("sampling.") for k in differ):
-        a, b = groups[0][1][0], groups[1][1][0]
+        a, b = groups[0][2][0], groups[1][2][0]
         why = f" ({', '.join(differ)} differ)" if differ else " (their step-0 tables differ)"
         raise UserError(f"runs {a} and {b} were not probed against the same base model on "
                         f"{dataset}{why}")
     labels = [f"{BASE} ({', '.join(f'{k}={s.get(k)}' for k in differ)})" for s in settings]
     if len(set(labels)) < len(labels):  # two bases alike in settings, unlike in results
-        raise UserError(f"runs {groups[0][1][0]} and {groups[1][1][0]} were not probed against "
+        raise UserError(f"runs {groups[0][2][0]} and {groups[1][2][0]} were not probed against "
                         f"the same base model on {dataset} (their step-0 tables differ)")
-    return {label: members for label, (_, members) in zip(labels, groups)}
+    return {label: members for label, (_, _, members) in zip(labels, groups)}
 
 
 def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -> pd.DataFrame:
