@@ -27,7 +27,7 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV); \
 	$(BIN)/pip install -q --upgrade pip && \
 	$(BIN)/pip install -q "$(TORCH_SPEC)" && \
-	$(BIN)/pip install -q -e ".[dev]" && \
+	$(BIN)/pip install -q -e ".[dev,test]" && \
 	touch $@ && echo "[rlboundary] set-up done in $$(( $$(date +%s) - start )) s"
 
 setup: $(BIN)/.installed

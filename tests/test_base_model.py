@@ -28,6 +28,9 @@ def test_tokenizer_is_character_level_with_tag_tokens():
     assert pieces == ["<think>", "1", "2", "+", "3", "=", "1", "5", "</think>", "<answer>", "1",
                       "5", "</answer>"]
     assert tok.decode(tok(text, add_special_tokens=False).input_ids) == text
+    # a plain tokenizer(text) (HF tools such as TRL) starts with BOS, as pre-training did
+    assert tok("1+2?").input_ids == [tok.bos_token_id] + tok("1+2?", add_special_tokens=False
+                                                             ).input_ids
 
 
 def test_packed_batch_loss_equals_per_sequence_loss():

@@ -35,6 +35,8 @@ ALLOWED = {
                  "report", "trainer"},
     "cli": {"base", "tasks", "algorithms", "probes", "results", "samplers", "probing",
             "report", "trainer", "commands"},
+    "integrations": {"base", "tasks", "algorithms", "probes", "results", "samplers", "probing",
+                     "report", "trainer", "commands"},
 }
 #: Top-level modules that are not in BASE, by room.
 TOP = {"commands": "commands", "settings_check": "commands", "cli_args": "commands",

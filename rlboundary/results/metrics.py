@@ -34,15 +34,19 @@ def _key(row: dict) -> tuple:
     return (row.get("kind", "probe"), row["step"], row.get("dataset") or "")
 
 
-def upsert_metrics(run_dir: str, row: dict) -> None:
-    """Replace the line of (kind, step, dataset) in metrics.jsonl, atomically and under a lock.
+def upsert_metrics(run_dir: str, row: dict, merge: bool = False) -> None:
+    """Replace the line of (kind, step, dataset) in metrics.jsonl, atomically and under a lock;
+    with ``merge``, add ``row``'s keys to that line instead (a trainer that logs one step in
+    several calls).
 
     Probe lines carry ``dataset``; training lines carry ``kind: "train"`` and no dataset.
     """
     path = os.path.join(run_dir, "metrics.jsonl")
     with _metrics_lock(run_dir):
-        rows = [r for r in read_metrics(run_dir) if _key(r) != _key(row)]
-        rows.append(row)
+        rows = read_metrics(run_dir)
+        old = [r for r in rows if _key(r) == _key(row)]
+        rows = [r for r in rows if _key(r) != _key(row)]
+        rows.append({**old[-1], **row} if merge and old else row)
         rows.sort(key=lambda r: (r.get("kind", "probe"), r.get("dataset") or "", r["step"]))
         write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 

@@ -20,27 +20,35 @@ import time
 from typing import Any
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from tqdm.auto import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from rlboundary.tasks import TASKS, arithmetic
 from rlboundary.tasks.prompts import render
 
-BUILD_VERSION = 1  # bump when the build procedure changes, so caches are not reused wrongly
+# bump when the build procedure changes, so caches are not reused wrongly (2: the tokenizer
+# adds BOS as the model was trained, for HF tools that tokenize text themselves, e.g. TRL)
+BUILD_VERSION = 2
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 TAGS = ["<think>", "</think>", "<answer>", "</answer>"]
 CHARS = list("0123456789+-*=? ()")
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """Character-level tokenizer; the study's tags are single tokens."""
+    """Character-level tokenizer; the study's tags are single tokens. Like Llama's, it puts
+    BOS before a text when asked for special tokens (``add_special_tokens=True``, the default of
+    a plain ``tokenizer(text)``, which TRL's trainers call), as every sequence was in
+    pre-training; our own code adds BOS once itself (``samplers.tokens.encode_prompts``)."""
     vocab = {tok: i for i, tok in enumerate(SPECIALS + TAGS + CHARS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
     tok.add_special_tokens(SPECIALS)
     tok.add_tokens(TAGS)
     tok.decoder = decoders.Fuse()
+    bos = vocab["<s>"]
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", unk_token="<unk>")
 

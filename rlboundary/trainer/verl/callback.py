@@ -6,7 +6,9 @@ every save, in its ``TaskRunnerV1`` Ray actor, with ``checkpoint_dir`` =
 ``<trainer.default_local_dir>/global_step_N`` (here ``RUN_DIR/checkpoints/global_step_N``). The
 class is named in ``trainer.checkpoint_callback_class``; ``VERL_USE_EXTERNAL_MODULES`` (set by
 ``launch.runtime_env``) imports this module in every process that imports verl. Its settings
-come in the verl config's ``rlboundary`` node (``launch.callback_settings``).
+come in the verl config's ``rlboundary`` node (``launch.callback_settings``); for a plain verl
+command, ``rlboundary.integrations.verl.ProbeCallback`` composes them from the user's
+``+rlboundary.*`` overrides instead.
 
 On each save the callback (1) waits for the checkpoint to be complete when ``async_save``,
 (2) finds HF weights in ``actor/huggingface`` (``cluster.hf_checkpoint=save``) or makes them
@@ -127,12 +129,12 @@ def hf_checkpoint(checkpoint_dir: str, how: str, async_save: bool, wait_s: float
     return saved
 
 
-def import_train_metrics(run_dir: str) -> int:
-    """Copy verl's ``file`` logger lines (RUN_DIR/verl_metrics.jsonl, ``{"step", "data"}``) into
-    RUN_DIR/metrics.jsonl as ``kind: "train"`` rows, verl's keys plus the local engine's
-    aliases. verl's logger truncates its file when a run resumes, so this runs at every save
-    and at the end. Returns the number of steps copied."""
-    path = os.path.join(run_dir, VERL_METRICS)
+def import_train_metrics(run_dir: str, path: str | None = None) -> int:
+    """Copy verl's ``file`` logger lines (``path``, by default RUN_DIR/verl_metrics.jsonl;
+    ``{"step", "data"}``) into RUN_DIR/metrics.jsonl as ``kind: "train"`` rows, verl's keys
+    plus the local engine's aliases. verl's logger truncates its file when a run resumes, so
+    this runs at every save and at the end. Returns the number of steps copied."""
+    path = path or os.path.join(run_dir, VERL_METRICS)
     if not os.path.exists(path):
         return 0
     count = 0
@@ -193,8 +195,8 @@ class ProbeActor:
     of its own. ``collect()`` runs after every queued probe (actor calls run in order) and
     returns the results nobody ``claim``-ed yet."""
 
-    def __init__(self, settings: Mapping[str, Any]):
-        self.settings = settings
+    def __init__(self, settings: Mapping[str, Any], redo: str | None = None):
+        self.settings, self.redo = settings, redo
         self.done: dict[int, dict] = {}
 
     def probe(self, path: str, step: int, checkpoint_dir: str) -> dict | None:
@@ -204,7 +206,7 @@ class ProbeActor:
             self.done[step] = probe_checkpoint(path, step, self.settings)
             return self.done[step]
         except Exception as e:  # noqa: BLE001 - recorded, never raised into training
-            record_failure(self.settings["run_dir"], step, checkpoint_dir, e)
+            record_failure(self.settings["run_dir"], step, checkpoint_dir, e, self.redo)
             return None
 
     def claim(self, step: int) -> None:
@@ -219,24 +221,35 @@ class ProbeCallback(CheckpointCallback):
     """verl checkpoint callback: probe each ``global_step_N`` as rlboundary's local engine
     does, into the same run directory (``rlboundary report`` and ``--compare`` read it).
 
-    Never raises out of ``on_save`` (a probe failure is recorded, training goes on)."""
+    ``settings``: what ``launch.callback_settings`` returns (``run_dir``, ``probe``,
+    ``settings``, ``hf_checkpoint``, ``save_wait_s``, ``probe_gpus``; optional
+    ``train_metrics``, the path of verl's file logger, ``redo``, the command a failure record
+    names, and ``drain_at_end``: at the last
+    step's save, wait for the async probes, as no driver of ours is there to collect them);
+    None reads them from the verl config's ``rlboundary`` node. Raises ValueError when neither
+    holds them. Never raises out of ``on_save`` (a probe failure is recorded, training goes
+    on)."""
 
-    def __init__(self, config=None):
+    def __init__(self, config=None, settings: Mapping[str, Any] | None = None):
         super().__init__(config)
-        from omegaconf import OmegaConf
+        if settings is None:
+            from omegaconf import OmegaConf
 
-        node = config.get("rlboundary") if config is not None else None
-        if node is None:
-            raise ValueError("ProbeCallback needs the `rlboundary` node that `rlboundary train "
-                             "engine=verl` adds to verl's config")
-        self.rb = OmegaConf.to_container(node, resolve=True)
+            node = config.get("rlboundary") if config is not None else None
+            if node is None or "settings" not in node:
+                raise ValueError("this ProbeCallback reads the `rlboundary` node that "
+                                 "`rlboundary train engine=verl` adds to verl's config; in a "
+                                 "plain verl command use rlboundary.integrations.verl."
+                                 "ProbeCallback")
+            settings = OmegaConf.to_container(node, resolve=True)
+        self.rb = dict(settings)
         self.run_dir = self.rb["run_dir"]
         self.actor, self.pending, self.base_submitted = None, {}, False
 
     def on_save(self, trainer, global_step: int, checkpoint_dir: str, async_save: bool = False,
                 **kwargs) -> None:
         try:
-            import_train_metrics(self.run_dir)
+            import_train_metrics(self.run_dir, self.rb.get("train_metrics"))
             self._collect_finished()
             if self.rb["probe"] == "off":
                 return
@@ -248,9 +261,12 @@ class ProbeCallback(CheckpointCallback):
                 self.base_submitted = True
                 self._probe(self.rb["settings"]["base_path"], 0, checkpoint_dir)
             self._probe(path, global_step, checkpoint_dir)
+            last = getattr(trainer, "total_training_steps", None)
+            if self.rb.get("drain_at_end") and last is not None and global_step >= last:
+                self._collect_finished(wait=True)
         except Exception as e:  # noqa: BLE001 - verl would abort training on a raise
             try:
-                record_failure(self.run_dir, global_step, checkpoint_dir, e)
+                record_failure(self.run_dir, global_step, checkpoint_dir, e, self.rb.get("redo"))
                 _log_wandb(global_step, None, failed=True)
             except Exception:  # noqa: BLE001 - the record itself failed (disk full?)
                 traceback.print_exc()
@@ -274,20 +290,27 @@ class ProbeCallback(CheckpointCallback):
                 name=actor_name(self.run_dir), lifetime="detached",
                 num_cpus=1, num_gpus=int(self.rb["probe_gpus"]),
                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
-            ).remote(settings)
+            ).remote(settings, self.rb.get("redo"))
         return self.actor
 
-    def _collect_finished(self) -> None:
-        """Log to W&B the async probes that have finished, and claim them."""
+    def _collect_finished(self, wait: bool = False) -> None:
+        """Log to W&B the async probes that have finished (with ``wait``: all of them, once
+        done; the actor is then killed), and claim them."""
         if not self.pending:
             return
         import ray
 
         refs = list(self.pending.values())
-        finished, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        if wait:
+            print(f"[rlboundary] waiting for {len(refs)} probe(s) of the last checkpoints",
+                  flush=True)
+        finished, _ = ray.wait(refs, num_returns=len(refs), timeout=None if wait else 0)
         for step, ref in list(self.pending.items()):
             if ref in finished:
                 result = ray.get(ref)
                 _log_wandb(step, result, failed=result is None)
                 self.actor.claim.remote(step)
                 del self.pending[step]
+        if wait:
+            kill_actor(self.run_dir)
+            self.actor = None
