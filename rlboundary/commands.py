@@ -224,10 +224,26 @@ def run_train(cfg: DictConfig, timings: dict[str, float]) -> dict:
     from rlboundary.trainer.local.engine import train
 
     base = resolve_base(cfg, timings)
+    paths = {"policy_path": base}
+    if cfg.distill.enable:
+        paths["teacher_path"] = resolve_teacher(cfg, timings)
     settings = probe_settings(cfg, base) if cfg.trainer.probe != "off" else None
     with phase(f"train {cfg.algorithm.name} for {cfg.trainer.total_training_steps} steps "
                f"-> {cfg.run_dir}", timings):
-        return train({**plain(cfg), "policy_path": base}, settings)
+        return train({**plain(cfg), **paths}, settings)
+
+
+def resolve_teacher(cfg: DictConfig, timings: dict[str, float]) -> str:
+    """``algorithm=distill``'s teacher: ``distill.teacher`` (a folder or hub id), else the tiny
+    teacher built (or reused) from ``distill.teacher_base``."""
+    if cfg.distill.teacher:
+        return hub.resolve(cfg.distill.teacher, "distill.teacher")
+    from rlboundary.trainer.base_model import build_base as _build
+
+    with phase("build tiny teacher model", timings):
+        path = _build(plain(cfg.distill.teacher_base), cfg.cache_dir, force=cfg.force,
+                      progress=cfg.progress)
+    return path
 
 
 def run_train_verl(cfg: DictConfig, timings: dict[str, float]) -> dict:
@@ -236,6 +252,8 @@ def run_train_verl(cfg: DictConfig, timings: dict[str, float]) -> dict:
     build; verl trains, our checkpoint callback probes."""
     from rlboundary.trainer.verl.launch import train
 
+    if cfg.distill.enable:
+        return run_distill_verl(cfg, timings)
     if not cfg.base.path:
         base = build_base(cfg, timings)
     elif cfg.dry_run or not hub.is_hub_id(cfg.base.path):
@@ -248,3 +266,16 @@ def run_train_verl(cfg: DictConfig, timings: dict[str, float]) -> dict:
     with phase(f"verl: {what} {cfg.algorithm.name} for {cfg.trainer.total_training_steps} "
                f"steps -> {cfg.run_dir}", timings):
         return train(plain(cfg), base, settings)
+
+
+def run_distill_verl(cfg: DictConfig, timings: dict[str, float]) -> dict:
+    """engine=verl algorithm=distill: verl's SFT trainer. Only ``dry_run=true`` is built (the
+    cluster run is not: see trainer/verl/sft.py)."""
+    from rlboundary.trainer.verl.sft import dry_run
+
+    if not cfg.dry_run:
+        raise UserError("engine=verl algorithm=distill: only dry_run=true is built so far (verl's "
+                        "SFT config composed and validated); train with engine=local")
+    base = cfg.base.path or build_base(cfg, timings)
+    with phase(f"verl SFT: check distill for {cfg.trainer.total_training_steps} steps", timings):
+        return dry_run(plain(cfg), base)

@@ -28,15 +28,20 @@ def test_save_is_atomic_and_tracked(random_tiny_model, tmp_path):
     with open(os.path.join(run, "checkpoints", "latest_checkpointed_iteration.txt")) as fh:
         assert fh.read() == "5"
 
-    def dies(path: str) -> None:
+    def interrupted(path: str) -> None:
         _hf_files(random_tiny_model)(path)
-        raise KeyboardInterrupt  # killed mid-write
+        raise KeyboardInterrupt  # Ctrl-C mid-write: the half-written folder is removed
 
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save(run, 10, dies, {})
+        checkpoint.save(run, 10, interrupted, {})
+    assert checkpoint.clean_partial(run) == []
+    # a process killed mid-write (SIGKILL: no handler runs) leaves its temporary folder
+    left = os.path.join(run, "checkpoints", ".tmp_global_step_10_1")
+    os.makedirs(left)
+    _hf_files(random_tiny_model)(left)
     assert checkpoint.complete_steps(run) == [5]  # the half-written one is not taken
     assert [s for s, _ in find_checkpoints(checkpoint.checkpoints_dir(run))] == [5]
-    assert checkpoint.clean_partial(run) == [f".tmp_global_step_10_{os.getpid()}"]
+    assert checkpoint.clean_partial(run) == [".tmp_global_step_10_1"]
 
 
 def test_keep_last_spares_protected(random_tiny_model, tmp_path):

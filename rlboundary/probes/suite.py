@@ -26,6 +26,7 @@ from rlboundary.registry import Registry
 
 from .adaptive import set_band
 from .bands import band
+from .beyond import predict
 from .counts import check_nc, column
 from .ledger import coverage
 from .passk import adaptive_target, crossover_k, delta_se, k_max, per_problem
@@ -116,6 +117,26 @@ def _adaptive_extras(n, c, ks, N: int, alpha: float) -> dict[str, float]:
            "samples_used_share": float(n.sum() / (N * n.size))}
     for i, k in enumerate(ks.tolist()):
         out[f"pass@{k}_set_lo"], out[f"pass@{k}_set_hi"] = float(lo[i]), float(hi[i])
+    return out
+
+
+@PROBES.register("pass_at_k_pred")
+def probe_pass_at_k_pred(cur: Mapping, base: Mapping | None = None, *,
+                         ks=(512, 1024, 2048, 4096, 8192), n_boot: int = 50, seed: int = 0,
+                         alpha: float = 0.05) -> dict[str, float]:
+    """pass@<k>_pred, pass@<k>_pred_lo, pass@<k>_pred_hi for each k beyond the smallest sample
+    count: predicted from the samples drawn by a zero-inflated beta-binomial prior fitted over
+    the problems, with a band that holds the prior's uncertainty (probes/beyond.py). k values
+    within the samples are left to pass_at_k (measured there)."""
+    n, c = check_nc(column(cur, "n", None), column(cur, "c", None))
+    beyond = sorted(int(k) for k in ks if int(k) > (int(n.min()) if n.size else 0))
+    if n.size == 0 or not beyond:
+        return {}
+    pred = predict(n, c, beyond, alpha=alpha, n_boot=n_boot, seed=seed)
+    out: dict[str, float] = {}
+    for i, k in enumerate(beyond):
+        out[f"pass@{k}_pred"] = float(pred.point[i])
+        out[f"pass@{k}_pred_lo"], out[f"pass@{k}_pred_hi"] = float(pred.lo[i]), float(pred.hi[i])
     return out
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from rlboundary.probes.suite import APPROX_BELOW
 from rlboundary.report import plots, plots_probes
 from rlboundary.report.fragments import CSS, figure_html, fmt, slug
-from rlboundary.report.load import RunData, load_run, summary
+from rlboundary.report.load import PRED_RE, RunData, load_run, summary
 from rlboundary.report.plot_style import save
 from rlboundary.report.training import training_section
 
@@ -94,9 +94,16 @@ def summary_html(df: pd.DataFrame) -> str:
                 "entropy": lambda r: fmt(r.get("entropy", math.nan)),
                 **{k: (lambda r, k=k: _pass_cell(r, k)) for k in pass_keys + valid_keys},
                 **{c: (lambda r, c=c: fmt(r.get(c, math.nan), 0)) for c in cov + trans}}
-    # Two tables, so each fits a 1280 px page; the CSV keeps every column at full precision.
+    pred_keys = sorted((c for c in df.columns if PRED_RE.match(c)),
+                       key=lambda c: int(PRED_RE.match(c).group(1)))
+    names.update({c: c.replace("_pred", " (predicted)") for c in pred_keys})
+    cells_of.update({c: (lambda r, c=c: _pass_cell(r, c)) for c in pred_keys})
+    # Two tables (three with predictions), so each fits a 1280 px page; the CSV keeps every
+    # column at full precision.
     groups = [["step", "problems"] + pass_keys + valid_keys,
               ["step", "delta_se", "crossover_k", "ppl_base", "entropy"] + cov + trans]
+    if pred_keys:
+        groups.append(["step"] + pred_keys)
     tables = []
     for group in groups:
         head = "".join(f"<th>{html.escape(names.get(c, c))}</th>" for c in group)
@@ -161,7 +168,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Path
     sections.insert(0, training_section(run_dir, out, probed))
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     legend = ("pass@k is the unbiased estimator over n samples; CIs are 95% Student-t "
-              "intervals over problems (paired over problems for differences). delta_se: the study's sampling-efficiency gap, base pass@k_max minus "
+              "intervals over problems (paired over problems for differences). pass@k "
+              "(predicted), k beyond n: from the samples drawn under a zero-inflated "
+              "beta-binomial prior fitted over the problems (probes/beyond.py), its 95% band "
+              "including the prior's uncertainty. delta_se: the study's sampling-efficiency gap, base pass@k_max minus "
               "policy pass@1. crossover_k: smallest k where the base model's pass@k reaches "
               "the policy's (dash: no crossover up to k_max). ppl_base: mean over the "
               "checkpoint's responses of each response's perplexity under the base model, "

@@ -279,6 +279,25 @@ def summary(data: RunData, dataset: str) -> pd.DataFrame:
     return data.cache[key].copy()
 
 
+PRED_RE = re.compile(r"^pass@(\d+)_pred$")
+
+
+def predicted_curves(data: RunData, dataset: str) -> dict[int, pd.DataFrame]:
+    """pass@k predicted beyond the samples drawn (the ``pass_at_k_pred`` probe's
+    ``pass@<k>_pred`` with ``_lo``/``_hi``, read from the summary): ``{step: DataFrame(k,
+    pass, lo, hi)}``, empty when the run has none (probed before that probe existed)."""
+    df = summary(data, dataset)
+    ks = sorted(int(m.group(1)) for c in df.columns if (m := PRED_RE.match(c)))
+    out = {}
+    for _, row in df.iterrows():
+        rows = [(k, row[f"pass@{k}_pred"], row.get(f"pass@{k}_pred_lo", math.nan),
+                 row.get(f"pass@{k}_pred_hi", math.nan)) for k in ks
+                if pd.notna(row[f"pass@{k}_pred"])]
+        if rows:
+            out[int(row["step"])] = pd.DataFrame(rows, columns=["k", "pass", "lo", "hi"])
+    return out
+
+
 def _fill_from_curves(df: pd.DataFrame, cur: dict[int, pd.DataFrame], prefix: str) -> None:
     """Fill gaps in <prefix>pass@<k>[_lo|_hi] from the figures' curves (same bootstrap).
 

@@ -138,3 +138,23 @@ def bar_width(nbars: int) -> float:
 def crowded(nbars: int) -> dict:
     """Tick-label keywords: rotate them when many bars share the capped width."""
     return {"rotation": 45, "ha": "right"} if nbars > 16 else {}
+
+
+def draw_predicted(ax, cur: dict, pred: dict, colors: dict, bands: set) -> None:
+    """Each checkpoint's predicted pass@k beyond its samples (probes/beyond.py), thin dashed from
+    its last measured point, with a light band for the steps in ``bands``; a dotted line
+    marks where measurement ends. ``cur``/``pred``: ``{step: DataFrame(k, pass, lo, hi)}``
+    measured and predicted; ``colors``: ``{step: colour}``."""
+    for step, df in pred.items():
+        if step not in cur:
+            continue
+        last = cur[step].iloc[-1]
+        ax.plot([last["k"], *df["k"]], [last["pass"], *df["pass"]], color=colors[step],
+                ls=(0, (4, 2)), lw=1.0, zorder=1)
+        if step in bands:
+            ax.fill_between(df["k"], df["lo"], df["hi"], color=colors[step], alpha=0.07, lw=0)
+    measured = list(next(iter(cur.values()))["k"])
+    ks = measured + sorted({int(k) for df in pred.values() for k in df["k"]} - set(measured))
+    log2_k_axis(ax, ks)
+    ax.axvline(measured[-1], color="grey", ls=":", lw=0.8)
+    ax.tick_params(axis="x", labelsize=7)

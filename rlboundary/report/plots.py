@@ -13,7 +13,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from rlboundary import probes
-from rlboundary.report.load import RunData, align, curves, ppl_per_problem, ppl_responses, summary
+from rlboundary.report.load import (
+    RunData,
+    align,
+    curves,
+    ppl_per_problem,
+    ppl_responses,
+    predicted_curves,
+    summary,
+)
 from rlboundary.report.plot_style import (
     BASE_COLOR,
     COVERAGE_COLORS,
@@ -25,6 +33,7 @@ from rlboundary.report.plot_style import (
     bar_width,
     checkpoint_legend,
     crowded,
+    draw_predicted,
     log2_k_axis,
     new_figure,
     outside_legend,
@@ -74,10 +83,15 @@ def pass_at_k_figure(data: RunData, dataset: str) -> Figure:
     """
     cur = curves(data, dataset)
     fig, ax = new_figure((6.4, 4.0))
-    _draw_curves(ax, cur, step_colors(list(cur)), "pass@k (fraction of problems)")
+    colors = step_colors(list(cur))
+    _draw_curves(ax, cur, colors, "pass@k (fraction of problems)")
+    pred = predicted_curves(data, dataset)
+    if pred:
+        draw_predicted(ax, cur, pred, colors, _band_steps(list(cur)))
     nprob = len(data.table(dataset, data.steps(dataset)[-1]))
+    beyond = "; thin dashed beyond n = predicted" if pred else ""
     ax.set_title(f"{dataset}: pass@k per checkpoint ({nprob} problems, "
-                 f"shaded = {_shaded(len(cur))})")
+                 f"shaded = {_shaded(len(cur))}{beyond})", fontsize=9 if pred else None)
     checkpoint_legend(fig, ax, list(cur))
     return fig
 

@@ -115,3 +115,20 @@ def minibatches(n_rows: int, size: int, generator: torch.Generator | None):
     order = torch.randperm(n_rows, generator=generator) if generator is not None \
         else torch.arange(n_rows)
     return [order[i:i + size] for i in range(0, n_rows, max(1, size))]
+
+
+def sft_loss(log_probs: torch.Tensor, response_mask: torch.Tensor,
+             batch_num_tokens: torch.Tensor | int) -> torch.Tensor:
+    """verl's response-only SFT loss (``verl.workers.utils.losses.sft_loss``, left/right padded
+    layout): ``-sum(log_probs * response_mask) / batch_num_tokens``, with ``log_probs,
+    response_mask (B, T)`` and ``batch_num_tokens`` the response tokens of the whole batch a
+    micro-batch belongs to (so micro-batch losses add up to the batch's mean, in nats)."""
+    from tensordict import TensorDict
+    from verl.utils import tensordict_utils as tu
+    from verl.utils.dataset.dataset_utils import DatasetPadMode
+    from verl.workers.utils.losses import sft_loss as verl_sft_loss
+
+    data = TensorDict({"response_mask": response_mask}, batch_size=[len(response_mask)])
+    tu.assign_non_tensor(data, pad_mode=DatasetPadMode.LEFT_RIGHT, dp_size=1,
+                         batch_num_tokens=batch_num_tokens)
+    return verl_sft_loss(None, {"log_probs": log_probs}, data)[0]

@@ -133,9 +133,9 @@ def save(run_dir: str, step: int, write_model: Callable[[str], None],
         write_model(tmp)
         with open(os.path.join(tmp, STATE_FILE), "w") as fh:
             json.dump({"global_step": int(step), **state}, fh, indent=2, sort_keys=True)
-    except (OSError, RuntimeError) as e:  # torch reports a full disk as a RuntimeError
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not _storage_error(e):
+    except BaseException as e:  # torch reports a full disk as a RuntimeError; Ctrl-C too
+        shutil.rmtree(tmp, ignore_errors=True)   # nothing half-written stays behind
+        if not isinstance(e, (OSError, RuntimeError)) or not _storage_error(e):
             raise
         done = complete_steps(run_dir)
         need = f", needs about {_size(step_dir(run_dir, done[-1])) / 2**20:.1f} MiB" if done else ""

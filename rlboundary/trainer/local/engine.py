@@ -29,6 +29,7 @@ from rlboundary.console import quiet
 from rlboundary.errors import Interrupted, UserError
 from rlboundary.results.failures import record_failure
 from rlboundary.trainer.local import checkpoint
+from rlboundary.trainer.local.distill import DATA_FILE, encode_samples, sft_step, teacher_samples
 from rlboundary.trainer.local.step import DataOrder, StepContext, train_step
 from rlboundary.trainer.local.tracking import Tracker
 from rlboundary.trainer.local.worker import NonFiniteError, PolicyWorker
@@ -254,6 +255,7 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
         print(f"[rlboundary] resuming {run_dir} from {checkpoint.step_dir(run_dir, start)}"
               f"{_stored_probes(run_dir, probe_settings)}", flush=True)
     task = TASKS.get(cfg["data"]["name"])
+    distilling = bool(cfg["distill"]["enable"])
     records = sorted((r for r in task.load(cache_dir=cfg["cache_dir"], **cfg["data"])
                       if r.split == "train"), key=lambda r: r.id)
     mode = tr["probe"] if probe_settings is not None else "off"
@@ -268,10 +270,12 @@ def train(cfg: Mapping[str, Any], probe_settings: Mapping[str, Any] | None) -> d
         call = _caller(worker)
         if start:
             call("load", checkpoint.step_dir(run_dir, start))
+        tokenizer = AutoTokenizer.from_pretrained(cfg["policy_path"])
+        items = _distill_pairs(cfg, tokenizer, task, records) if distilling else records
         ctx = StepContext(cfg=cfg, call=call, task=task,
-                          data=DataOrder(records, cfg["seed"], **state.get("data", {})),
-                          pad_id=_pad_id(AutoTokenizer.from_pretrained(cfg["policy_path"])),
-                          kl_ctrl=_kl_controller(cfg, state))
+                          data=DataOrder(items, cfg["seed"], **state.get("data", {})),
+                          pad_id=_pad_id(tokenizer), kl_ctrl=_kl_controller(cfg, state),
+                          step_fn=sft_step if distilling else train_step)
         prober = Prober(mode, probe_settings, probe_threads, thread_budget(cfg, False)[1])
         actors += [prober.actor] if prober.actor is not None else []
         prober.submit(probe_settings["base_path"] if probe_settings else "", 0)
@@ -325,11 +329,12 @@ def _loop(ctx: StepContext, start: int, worker, tracker: Tracker, prober: Prober
     bar = tqdm(range(start + 1, total + 1), initial=start, total=total, desc="train",
                unit="step", disable=not cfg["progress"], mininterval=1)
     for step in bar:
-        metrics = train_step(ctx, step)
+        metrics = ctx.step_fn(ctx, step)
         tracker.log_train(step, metrics)
         out["train"][step] = metrics
-        bar.set_postfix(reward=f"{metrics['train/reward']:.3f}",
-                        step_s=f"{metrics['timing_s/step']:.2f}", refresh=False)
+        shown = "train/reward" if "train/reward" in metrics else "actor/sft_loss"
+        bar.set_postfix({shown.split("/")[1]: f"{metrics[shown]:.3f}",
+                         "step_s": f"{metrics['timing_s/step']:.2f}"}, refresh=False)
         if freq and (step % freq == 0 or step == total):
             state = {"data": ctx.data.state(), "wandb_id": tracker.wandb_id,
                      "kl_coef": ctx.kl_ctrl.value if ctx.kl_ctrl is not None else None}
@@ -349,6 +354,16 @@ def _print_probe(bar, step: int, results: Mapping[str, Mapping[str, float]]) -> 
         cells = "  ".join(f"{k} {m[k]:.3f}" for k in ("pass@1", "pass@256", "ppl_base",
                                                        "entropy") if k in m)
         bar.write(f"  probe step {step} {name}: {cells}")
+
+
+def _distill_pairs(cfg: Mapping[str, Any], tokenizer, task, records) -> list:
+    """``algorithm=distill``: the teacher's verified samples as (prompt ids, response ids)."""
+    kept = teacher_samples(cfg, cfg["teacher_path"], task, records)
+    sampled = min(len(records), cfg["distill"]["problems"] or len(records))
+    print(f"[rlboundary] distill: {len(kept)} verified teacher samples on "
+          f"{kept['problem_id'].nunique()} of {sampled} training problems "
+          f"({os.path.join(cfg['run_dir'], DATA_FILE)})", flush=True)
+    return encode_samples(tokenizer, task.template, kept)
 
 
 def _pad_id(tokenizer) -> int:

@@ -63,6 +63,7 @@ class StepContext:
     pad_id: int
     kl_ctrl: Any = None       # verl KL controller when algorithm.use_kl_in_reward
     timing: dict = field(default_factory=dict)
+    step_fn: Any = None       # what one step runs: train_step (RL) or distill.sft_step
 
 
 @contextlib.contextmanager

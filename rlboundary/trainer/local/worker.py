@@ -276,6 +276,29 @@ class PolicyWorker:
         out["actor/lr"] = self.sched.get_last_lr()[0]
         return out
 
+    def update_sft(self, batch: dict, step: int) -> dict[str, float]:
+        """One optimizer update on ``batch`` with verl's response-only SFT loss (``sft_loss``,
+        normalised by the batch's response tokens, summed over micro-batches: one pass
+        over the batch). Raises :class:`NonFiniteError` before the optimizer steps."""
+        from rlboundary.trainer.local.batch import sft_loss
+
+        a = self.actor
+        batch = self._to_device(batch)
+        self.policy.train()
+        tokens = batch["response_mask"].sum()
+        self.optim.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in self._micro(batch, a):
+            logp, _ = response_logprobs(self.policy, micro, 1.0)
+            loss = sft_loss(logp, micro["response_mask"], float(tokens))
+            _check_finite(loss, step, "actor/sft_loss")
+            loss.backward()
+            total += loss.item()
+        norm = self._clip_and_step(self.policy, self.optim, a, step, "actor/grad_norm")
+        self.sched.step()
+        return {"actor/sft_loss": total, "actor/grad_norm": norm,
+                "actor/lr": self.sched.get_last_lr()[0]}
+
     # ------------------------------------------------------------------ checkpoints
     def save(self, path: str) -> None:
         """HF checkpoint (``save_pretrained`` + tokenizer) plus optimizer, scheduler and the
