@@ -230,8 +230,14 @@ def test_the_readme_trl_callback_probes_a_grpo_run(tmp_path, trained_base, monke
     assert summary["probe/step"] == 4 and "probe/arithmetic/pass@4" in summary
     assert list((out / "runs" / "rlboundary_probes").glob("events.out.tfevents.*"))
     from rlboundary.report import write_report
+    from rlboundary.report.compare import write_compare
 
     assert os.path.exists(write_report(str(out)))
+    # report --compare reads such runs: here beside a copy of itself (one base, two runs)
+    twin = tmp_path / "trl_twin"
+    shutil.copytree(out, twin, ignore=shutil.ignore_patterns("checkpoint-*", "wandb", "runs"))
+    page = write_compare([str(out), str(twin)])
+    assert page.exists() and "trl_twin" in page.read_text()
 
 
 def test_a_failing_probe_is_recorded_with_the_command_that_redoes_it(tmp_path, trained_base):
