@@ -100,7 +100,6 @@ class ProbeCallback(TrainerCallback):
         self.running: tuple[int, str | None, subprocess.Popen, list[str]] | None = None
         self.reporters: set[str] = set()
         self.logged: dict[str, Any] = {}          # reporter -> its writer, made once
-        self.finished: dict[int, int] = {}        # step -> exit status
 
     # ---------------------------------------------------------------- Trainer events
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -197,7 +196,6 @@ class ProbeCallback(TrainerCallback):
         self.running = (step, ckpt, proc, cmd)
 
     def _finish(self, step: int, ckpt: str | None, rc: int, cmd: list[str]) -> None:
-        self.finished[step] = rc
         if rc != 0:
             log = self._log_path(step)
             with open(log, errors="replace") as fh:

@@ -55,7 +55,8 @@ def overrides_from(node: Mapping[str, Any] | None, prefix: str = "") -> list[str
     return out
 
 
-def _keys(overrides: Sequence[str]) -> set[str]:
+def setting_keys(overrides: Sequence[str]) -> set[str]:
+    """The dotted keys ``overrides`` set (``+``/``~`` prefixes and shorthands resolved)."""
     return {o.split("=", 1)[0].lstrip("+~") for o in expand_shorthands(list(overrides))}
 
 
@@ -64,7 +65,7 @@ def beside_overrides(user: Sequence[str], *, base_path: str | None, run_dir: str
     """``+preset=beside``, the trainer's facts the user did not set, then ``user`` (a recipe's
     overrides and ``key=value`` words). Raises ``UserError`` when no base model is known."""
     user = expand_shorthands(list(user))
-    mine = _keys(user)
+    mine = setting_keys(user)
     facts = {"base.path": base_path, "run_dir": run_dir, "sampling.max_new_tokens": max_new_tokens}
     if facts["base.path"] is None and "base.path" not in mine:
         raise UserError("the probe needs the model training starts from: pass base.path=PATH "

@@ -38,9 +38,10 @@ from rlboundary.integrations.settings import (
     compose_beside,
     overrides_from,
     probe_command,
+    setting_keys,
     shell_line,
 )
-from rlboundary.trainer.verl import callback
+from rlboundary.trainer.verl import callback, launch
 
 __all__ = ["ProbeCallback", "callback_settings_for"]
 
@@ -78,14 +79,10 @@ def callback_settings_for(config) -> dict[str, Any]:
                         "probe later: rlboundary probe series=" + cfg["run_dir"])
     contents = list(config.actor_rollout_ref.actor.get("checkpoint", {}).get("save_contents")
                     or [])
-    user_keys = {o.split("=", 1)[0].lstrip("+~") for o in user}
-    how = cfg["cluster"]["hf_checkpoint"] if "cluster.hf_checkpoint" in user_keys else (
-        "save" if "hf_model" in contents else "merge")
-    cl = cfg["cluster"]
-    return {"run_dir": cfg["run_dir"], "probe": mode, "settings": settings,
-            "hf_checkpoint": how, "save_wait_s": cl["save_wait_s"],
-            "probe_gpus": cl["probe_gpus"], "train_metrics": _verl_file_logger(config),
-            "drain_at_end": True,
+    how = cfg["cluster"]["hf_checkpoint"] if "cluster.hf_checkpoint" in setting_keys(user) \
+        else ("save" if "hf_model" in contents else "merge")
+    return {**launch.callback_settings(cfg, settings), "hf_checkpoint": how,
+            "train_metrics": _verl_file_logger(config), "drain_at_end": True,
             "redo": shell_line(probe_command(words) + [f"series={cfg['run_dir']}"])}
 
 

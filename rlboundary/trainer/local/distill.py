@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from rlboundary.errors import UserError
-from rlboundary.fileio import write_json
+from rlboundary.fileio import atomic_write, write_json
 from rlboundary.tasks import Task
 from rlboundary.tasks.prompts import render
 from rlboundary.tasks.schema import Record
@@ -98,10 +98,7 @@ def teacher_samples(cfg: Mapping[str, Any], teacher_path: str, task: Task,
     problems = {r.id: r.problem for r in records}
     kept = kept[["problem_id", "sample", "text"]].assign(
         problem=lambda df: df["problem_id"].map(problems))
-    os.makedirs(cfg["run_dir"], exist_ok=True)
-    tmp = path + ".tmp"
-    kept.to_parquet(tmp)
-    os.replace(tmp, path)
+    atomic_write(path, kept.to_parquet)   # a full disk: one line, nothing half-written
     solved = rows.groupby("problem_id")["correct"].any()
     write_json(meta_path, {"settings": want, "teacher_samples": len(rows),
                            "kept": len(kept), "problems": len(records),
