@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout, or wherever $RLBOUNDARY_SHARED_DATA points.
 SHARED = pathlib.Path(os.environ.get("RLBOUNDARY_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_wandb():
+    """wandb reads its WANDB_* environment once per process (its setup singleton): after a
+    test that used it, tear it down, so the next test's WANDB_DIR and WANDB_MODE are seen."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and hasattr(wandb, "teardown"):
+        wandb.teardown()
 
 
 def shared_file(name: str) -> str:

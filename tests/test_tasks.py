@@ -107,9 +107,37 @@ def test_arithmetic_evaluates_left_to_right():
     ("<think></think><answer>31</answer>", False),                        # direct answer
     ("<think>4+7=11 11*3=33</think><answer>31</answer>", False),          # missing step
     ("4+7=11 11*3=33 33-2=31", False),                                     # no tags
+    ("<think>4+7=11 11*3=(3)33 33-2=31</think><answer>31</answer>", True),  # partial products
+    ("<think>4+7=11 11*3=(4)33 33-2=31</think><answer>31</answer>", False),  # a wrong partial
+    ("<think>4+7=(11)11 11*3=33 33-2=31</think><answer>31</answer>", False),  # partials of a +
 ])
 def test_trace_validity(completion, valid):
     assert arithmetic.trace_valid("4+7*3-2", completion) is valid
+
+
+def test_long_products_write_each_partial_product():
+    # 3024*6 by hand, digits from the left: 3*6 = 18; 180 + 0*6 = 180; 1800 + 2*6 = 1812;
+    # 18120 + 4*6 = 18144
+    assert arithmetic.long_product(3024, 6) == "3024*6=(18)(180)(1812)18144"
+    assert arithmetic.long_product(-3024, 6) == "-3024*6=(18)(180)(1812)-18144"
+    assert arithmetic.long_product(24, 6) == "24*6=(12)144"
+    assert arithmetic.long_product(7, 3) == "7*3=21"
+    chain = arithmetic.parse_chain("9*8*7-5")
+    long = arithmetic.noisy_solution(chain, random.Random(0), 0.0, 0.0, 0.0, p_long=1.0)
+    assert long == "<think>9*8=72 72*7=(49)504 504-5=499</think><answer>499</answer>"
+    assert arithmetic.trace_valid(chain.text, long)
+
+
+def test_without_long_products_the_traces_are_drawn_as_before():
+    """p_long=0 (the base) draws nothing more, so the base's pre-training texts, and the base,
+    are unchanged: the digest of 3000 texts as drawn before p_long existed."""
+    import hashlib
+
+    texts = arithmetic.pretraining_texts(0, 3000, set(), 1, 6, p_direct=0.2, p_error=0.3,
+                                         p_swap=0.3)
+    blob = "\n".join(a + "|" + b for a, b in texts).encode()
+    assert hashlib.sha256(blob).hexdigest() == (
+        "9540e18e0d46d62651088bc7aed26f47a50f45f5dc534e19e34558e7d6d4be19")
 
 
 def test_noisy_traces_cover_every_kind():

@@ -26,7 +26,7 @@ from rlboundary.errors import UserError
 from rlboundary.fileio import write_text
 from rlboundary.report import compare_plots as plots
 from rlboundary.report.fragments import CSS, figure_html, fmt, slug
-from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run
+from rlboundary.report.load import RunData, curve, k_grid, k_max, load_run, predicted_curves
 from rlboundary.report.plot_style import save
 from rlboundary.report.seeds import seed_groups, seed_lines, seed_table
 from rlboundary.report.study import LEDGER_LABELS, versus_base
@@ -154,7 +154,9 @@ def compare_table(datas: dict[str, RunData], dataset: str, n_boot: int = 2000) -
                          **versus_base(base, cur, k, n_boot=n_boot), **beyond_study(cur)})
     df = pd.DataFrame(rows)
     is_base = df["run"].isin(list(groups))
-    df.loc[is_base, [c for c in df.columns if c.startswith("diff@")] + ["crossover_k"]] = np.nan
+    df.loc[is_base, [c for c in df.columns if c.startswith("diff@")]
+           + ["crossover_k", "diff_lo_min", "diff_hi_max"]] = np.nan
+    df.loc[is_base, "vs_base"] = ""
     df.attrs.update(k=k, problems=len(datas[next(iter(groups.values()))[0]].table(dataset, 0)),
                     bases=groups)
     return df
@@ -207,7 +209,8 @@ def table_html(df: pd.DataFrame) -> str:
     groups = [first + [(f"pass@{kk}", lambda r, kk=kk: _band_cell(r, f"pass@{kk}"))
                        for kk in (1, k)]
               + [(f"diff@{kk}", lambda r, kk=kk: _band_cell(r, f"diff@{kk}", True))
-                 for kk in (1, k)],
+                 for kk in (1, k)]
+              + [("vs base (paired, every k)", lambda r: html.escape(str(r["vs_base"])))],
               first + [(f"delta_se@{k}", lambda r: fmt(r["delta_se"])),
                        ("crossover_k", lambda r: fmt(r["crossover_k"], 0)),
                        ("ppl_base", lambda r: fmt(r["ppl_base"])),
@@ -266,13 +269,19 @@ def dataset_section(datas: dict[str, RunData], dataset: str, out: Path,
     base_curves = {b: curve(datas[members[0]].table(dataset, 0), ks)
                    for b, members in bases.items()}
     by_run = df.set_index("run")
+    predicted = {b: p for b, members in bases.items()
+                 if (p := predicted_curves(datas[members[0]], dataset).get(0)) is not None}
+    predicted.update({label: p for label, d in datas.items() if (p := predicted_curves(
+        d, dataset).get(d.steps(dataset)[-1])) is not None})
     which = ("the base model (black dashed, hollow circles)" if len(bases) == 1 else
              "each run's base model, sampled like it (dashed, hollow circles, in its run's "
              "colour)")
     figs = [
-        (plots.compare_curves_figure(base_curves, last, dataset, bases),
+        (plots.compare_curves_figure(base_curves, last, dataset, bases, predicted),
          f"pass@k of each run's last checkpoint and of {which}; bands are 95% CIs over "
-         "problems."),
+         "problems." + (" Thin dashed beyond the samples drawn: pass@k predicted from them "
+                        "(zero-inflated beta-binomial prior, probes/beyond.py), light bands "
+                        "include the prior's uncertainty." if predicted else "")),
         (plots.compare_steps_figure(over_steps(datas, dataset, k), k, dataset,
                                     {b: by_run.loc[b] for b in bases}, bases),
          f"pass@1 and pass@{k} at every probed step of each run (95% CI error bars); "

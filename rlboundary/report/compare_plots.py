@@ -19,6 +19,7 @@ from rlboundary.report.plot_style import (
     OKABE_ITO,
     bar_width,
     crowded,
+    draw_predicted,
     log2_k_axis,
     new_figure,
     outside_legend,
@@ -44,9 +45,12 @@ def base_colors(bases: dict[str, list[str]], runs: list[str]) -> dict[str, str]:
 
 @styled
 def compare_curves_figure(bases: dict[str, pd.DataFrame], runs: dict[str, pd.DataFrame],
-                          dataset: str, groups: dict[str, list[str]]) -> Figure:
+                          dataset: str, groups: dict[str, list[str]],
+                          predicted: dict[str, pd.DataFrame] | None = None) -> Figure:
     """pass@k (columns k, pass, lo, hi) of each run's last checkpoint beside its base model's
-    (``bases``: {base label: curve}; ``groups``: {base label: run labels})."""
+    (``bases``: {base label: curve}; ``groups``: {base label: run labels}); ``predicted``:
+    {base or run label: pass@k predicted beyond n (same columns)}, drawn thin dashed with
+    its band (plot_style.draw_predicted)."""
     fig, ax = new_figure((7.0, 4.0))
     colors = base_colors(groups, list(runs))
     for label, base in bases.items():
@@ -59,9 +63,14 @@ def compare_curves_figure(bases: dict[str, pd.DataFrame], runs: dict[str, pd.Dat
         ax.plot(df["k"], df["pass"], lw=1.4, ms=3.5, zorder=3, label=label, **st)
         ax.fill_between(df["k"], df["lo"], df["hi"], color=st["color"], alpha=0.10, lw=0)
     log2_k_axis(ax, [int(k) for k in next(iter(bases.values()))["k"]])
+    if predicted:
+        hues = {**colors, **{label: _run_style(i)["color"] for i, label in enumerate(runs)}}
+        draw_predicted(ax, {**bases, **runs}, predicted, hues, set(predicted))
     ax.set_ylabel("pass@k (fraction of problems)")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{dataset}: pass@k, last checkpoint of each run (shaded = 95% CI)")
+    beyond = "; thin dashed beyond n = predicted" if predicted else ""
+    ax.set_title(f"{dataset}: pass@k, last checkpoint of each run (shaded = 95% CI{beyond})",
+                 fontsize=9 if predicted else None)
     outside_legend(ax)
     return fig
 

@@ -16,7 +16,15 @@ import math
 import pandas as pd
 
 from rlboundary import probes
-from rlboundary.report.load import align, k_max, load_run, n_target, ppl_pooled, ppl_responses
+from rlboundary.report.load import (
+    align,
+    k_grid,
+    k_max,
+    load_run,
+    n_target,
+    ppl_pooled,
+    ppl_responses,
+)
 
 LEDGER_LABELS = {"both": "both", "base_only": "base only", "policy_only": "RL only",
                  "neither": "neither"}
@@ -50,6 +58,11 @@ def versus_base(base: pd.DataFrame, cur: pd.DataFrame, k: int, n_boot: int = 200
                                             n_target_a=nt, n_target_b=bnt)
         row[f"diff@{kk}"], row[f"diff@{kk}_lo"], row[f"diff@{kk}_hi"] = (
             float(d[0]), float(dlo[0]), float(dhi[0]))
+    grid = k_grid(k)
+    _, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, grid, n_boot=n_boot, seed=seed,
+                                        n_target_a=nt, n_target_b=bnt)
+    row["vs_base"] = boundary_verdict(grid, dlo, dhi)
+    row["diff_lo_min"], row["diff_hi_max"] = float(dlo.min()), float(dhi.max())
     row["delta_se"] = probes.delta_se(bn, bc, n, c, k, base_target=bnt, pol_target=nt).value
     cross = probes.crossover_k(bn, bc, n, c, base_target=bnt, pol_target=nt)
     row["crossover_k"] = float("nan") if cross is None else float(cross)
@@ -60,6 +73,28 @@ def versus_base(base: pd.DataFrame, cur: pd.DataFrame, k: int, n_boot: int = 200
     cov = probes.coverage(bn, bc, n, c)
     row.update({key: int(cov[f"n_{key}"]) for key in probes.CATEGORIES})
     return row
+
+
+def boundary_verdict(ks, lo, hi) -> str:
+    """Where a checkpoint's pass@k lies against the base's, from the paired 95% bands of
+    checkpoint - base at each k of ``ks`` (ascending; ``lo``, ``hi`` the same length): "above at
+    every k" when every lower bound is above zero (the study's Figure 7, distillation), "below
+    at every k" when every upper bound is below zero, else the runs of k where the band clears
+    zero, e.g. "above for k 1-8, below for k 64-256", or "within the band at every k"."""
+    sign = ["+" if lo_ > 0 else "-" if hi_ < 0 else "0" for lo_, hi_ in zip(lo, hi)]
+    if not sign:
+        return ""
+    if set(sign) == {"+"} or set(sign) == {"-"}:
+        return f"{'above' if sign[0] == '+' else 'below'} at every k <= {int(ks[-1])}"
+    runs, start = [], 0
+    for i in range(1, len(sign) + 1):
+        if i == len(sign) or sign[i] != sign[start]:
+            if sign[start] != "0":
+                span = (f"k {int(ks[start])}" if i - 1 == start else
+                        f"k {int(ks[start])}-{int(ks[i - 1])}")
+                runs.append(f"{'above' if sign[start] == '+' else 'below'} for {span}")
+            start = i
+    return ", ".join(runs) or "within the band at every k"
 
 
 def _cell(v: float) -> str:

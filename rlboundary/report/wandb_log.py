@@ -38,12 +38,14 @@ def import_wandb():
 def resolve_mode(mode: str | None = None) -> str | None:
     """Offline when nobody configured W&B: no API key and no WANDB_MODE means no login.
 
-    An explicit `mode` or WANDB_MODE always wins (None lets wandb read the environment).
+    An explicit `mode` or WANDB_MODE always wins. WANDB_MODE is passed on by value, not left
+    to wandb: wandb reads its environment once per process, so a later change of WANDB_MODE
+    would be missed. None: an API key is set and wandb picks the mode.
     """
     if mode is not None:
         return mode
     if os.environ.get("WANDB_MODE"):
-        return None
+        return os.environ["WANDB_MODE"]
     return None if os.environ.get("WANDB_API_KEY") else "offline"
 
 

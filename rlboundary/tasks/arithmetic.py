@@ -109,6 +109,21 @@ def format_solution(steps: list[str], answer: int | str) -> str:
     return f"<think>{' '.join(steps)}</think><answer>{answer}</answer>"
 
 
+def long_product(acc: int, b: int) -> str:
+    """The step ``acc*b`` with its partial products written out, digit by digit of ``acc``
+    from the left (Horner: p_1 = d_1*b, p_i = 10*p_(i-1) + d_i*b, the product is p_m), each
+    partial in parentheses: ``3024*6=(18)(180)(1812)18144``. Every partial changes only the last
+    digits of the one before, which a model this size learns; a whole product of a 4-digit
+    number it rarely gets right. Single-digit ``acc``: the plain step."""
+    digits = [int(ch) for ch in str(abs(acc))]
+    partials, p = [], 0
+    for d in digits:
+        p = 10 * p + d * b
+        partials.append(p)
+    sign = "-" if acc < 0 else ""
+    return f"{acc}*{b}=" + "".join(f"({q})" for q in partials[:-1]) + f"{sign}{partials[-1]}"
+
+
 def clean_steps(chain: Chain) -> list[str]:
     steps, acc = [], chain.operands[0]
     for op, b in zip(chain.ops, chain.operands[1:]):
@@ -119,16 +134,25 @@ def clean_steps(chain: Chain) -> list[str]:
 
 
 def noisy_solution(chain: Chain, rng: random.Random, p_direct: float = 0.2,
-                   p_error: float = 0.3, p_swap: float = 0.3) -> str:
-    """One pre-training trace: clean, with a followed error, direct, and/or operand-swapped."""
+                   p_error: float = 0.3, p_swap: float = 0.3, p_long: float = 0.0) -> str:
+    """One pre-training trace: clean, with a followed error, direct, and/or operand-swapped;
+    with probability ``p_long`` its products of a multi-digit number are written out with
+    their partial products (:func:`long_product`; the tiny teacher's traces). With
+    ``p_long=0`` the random draws are those of the traces before ``p_long`` existed, so the
+    base model's pre-training texts, and the base, are unchanged."""
     if rng.random() < p_direct:
         return format_solution([], chain.values()[-1])
     err_at = rng.randrange(len(chain.ops)) if rng.random() < p_error else -1
+    long = p_long > 0 and rng.random() < p_long
     steps, acc = [], chain.operands[0]
     for i, (op, b) in enumerate(zip(chain.ops, chain.operands[1:])):
         new = apply(acc, op, b)
         if i == err_at:
             new += rng.choice([-10, -2, -1, 1, 2, 10])
+        if long and op == "*" and abs(acc) >= 10 and new == apply(acc, op, b):
+            steps.append(long_product(acc, b))
+            acc = new
+            continue
         lhs = f"{b}{op}{acc}" if op in "+*" and rng.random() < p_swap else f"{acc}{op}{b}"
         steps.append(f"{lhs}={new}")
         acc = new
@@ -137,7 +161,8 @@ def noisy_solution(chain: Chain, rng: random.Random, p_direct: float = 0.2,
 
 def trace_valid(problem: str, completion: str) -> bool:
     """Whole-trace validity: steps parse, each is arithmetically right, chains from the previous
-    result (operands of + and * may be swapped), uses the problem's operands in order, and the
+    result (operands of + and * may be swapped; a product may carry its partial products, all
+    right, as :func:`long_product` writes them), uses the problem's operands in order, and the
     final answer equals the last step. A direct answer with no steps is not a valid trace."""
     chain = parse_chain(problem)
     think = _THINK.findall(completion)
@@ -149,6 +174,11 @@ def trace_valid(problem: str, completion: str) -> bool:
         return False
     acc = chain.operands[0]
     for step, op, b in zip(steps, chain.ops, chain.operands[1:]):
+        if "(" in step:   # a product with its partials (long_product): they must be its own
+            if step != long_product(acc, b) or op != "*":
+                return False
+            acc = apply(acc, op, b)
+            continue
         m = _STEP.match(step)
         if not m or m.group(2) != op:
             return False
