@@ -107,24 +107,24 @@ def test_arithmetic_evaluates_left_to_right():
     ("<think></think><answer>31</answer>", False),                        # direct answer
     ("<think>4+7=11 11*3=33</think><answer>31</answer>", False),          # missing step
     ("4+7=11 11*3=33 33-2=31", False),                                     # no tags
-    ("<think>4+7=11 11*3=(3)33 33-2=31</think><answer>31</answer>", True),  # partial products
-    ("<think>4+7=11 11*3=(4)33 33-2=31</think><answer>31</answer>", False),  # a wrong partial
-    ("<think>4+7=(11)11 11*3=33 33-2=31</think><answer>31</answer>", False),  # partials of a +
+    ("<think>4+7=11 11*3=(1*3=3)33 33-2=31</think><answer>31</answer>", True),  # partials
+    ("<think>4+7=11 11*3=(1*3=4)33 33-2=31</think><answer>31</answer>", False),  # wrong one
+    ("<think>4+7=(4+7=11)11 11*3=33 33-2=31</think><answer>31</answer>", False),  # of a +
 ])
 def test_trace_validity(completion, valid):
     assert arithmetic.trace_valid("4+7*3-2", completion) is valid
 
 
 def test_long_products_write_each_partial_product():
-    # 3024*6 by hand, digits from the left: 3*6 = 18; 180 + 0*6 = 180; 1800 + 2*6 = 1812;
-    # 18120 + 4*6 = 18144
-    assert arithmetic.long_product(3024, 6) == "3024*6=(18)(180)(1812)18144"
-    assert arithmetic.long_product(-3024, 6) == "-3024*6=(18)(180)(1812)-18144"
-    assert arithmetic.long_product(24, 6) == "24*6=(12)144"
+    # 3024*6 by hand, prefixes from the left: 3*6 = 18; 30*6 = 180 + 0*6 = 180;
+    # 302*6 = 1800 + 2*6 = 1812; 3024*6 = 18120 + 4*6 = 18144
+    assert arithmetic.long_product(3024, 6) == "3024*6=(3*6=18)(30*6=180)(302*6=1812)18144"
+    assert arithmetic.long_product(-3024, 6) == "-3024*6=(3*6=18)(30*6=180)(302*6=1812)-18144"
+    assert arithmetic.long_product(24, 6) == "24*6=(2*6=12)144"
     assert arithmetic.long_product(7, 3) == "7*3=21"
     chain = arithmetic.parse_chain("9*8*7-5")
     long = arithmetic.noisy_solution(chain, random.Random(0), 0.0, 0.0, 0.0, p_long=1.0)
-    assert long == "<think>9*8=72 72*7=(49)504 504-5=499</think><answer>499</answer>"
+    assert long == "<think>9*8=72 72*7=(7*7=49)504 504-5=499</think><answer>499</answer>"
     assert arithmetic.trace_valid(chain.text, long)
 
 
@@ -178,6 +178,23 @@ def test_arithmetic_split_is_disjoint_seeded_and_stratified():
     pre = arithmetic.pretraining_texts(0, 2000, held, 1, 6)
     assert not {p for p, _ in pre} & held
     assert {len(arithmetic.parse_chain(p).ops) for p, _ in pre} == set(range(1, 7))
+
+
+def test_training_problems_spread_over_magnitude_bands_when_asked():
+    """train_bands: n_train spread evenly over the (operations, band) pairs a chain can reach
+    (2 operations reach at most 9*9*9 = 729, so not 1000..9999): 2 + 3 = 5 pairs of 60 / 5 =
+    12; the held-out sets are those drawn without it."""
+    plain = arithmetic.make_records(0, 60, 2, 3, (4, 6), BANDS, [3, 4, 2], [1, 2, 1])
+    banded = arithmetic.make_records(0, 60, 2, 3, (4, 6), BANDS, [3, 4, 2], [1, 2, 1],
+                                     train_bands=[[0, 99], [100, 999], [1000, 9999]])
+    assert [r for r in banded if r.split != "train"] == [r for r in plain if r.split != "train"]
+    train = [r for r in banded if r.split == "train"]
+    cells = [(int(r.difficulty), next(i for i, (lo, hi) in enumerate([[0, 99], [100, 999],
+                                                                       [1000, 9999]])
+                                      if lo <= r.metadata["magnitude"] <= hi)) for r in train]
+    assert {c: cells.count(c) for c in set(cells)} == {(2, 0): 12, (2, 1): 12, (3, 0): 12,
+                                                       (3, 1): 12, (3, 2): 12}
+    assert len({r.problem for r in banded}) == len(banded)
 
 
 def test_arithmetic_bad_ranges_are_one_clear_error(monkeypatch):

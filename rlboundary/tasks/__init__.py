@@ -40,9 +40,9 @@ def _load_math500(source=None, cache_dir=".", **_):
 
 
 def _load_arithmetic(seed, n_train, min_ops, max_ops, test_ops, bands, test_per_band,
-                     val_per_band=(), **_):
+                     val_per_band=(), train_bands=None, **_):
     return arithmetic.make_records(seed, n_train, min_ops, max_ops, test_ops, bands,
-                                   test_per_band, val_per_band)
+                                   test_per_band, val_per_band, train_bands)
 
 
 TASKS.register("omni_math_rule")(Task("omni_math_rule", _load_omni, "r1_base"))

@@ -51,6 +51,12 @@ and kept the design):
   steps (the base differs between CPUs' float paths just as between these builds).
 The test split gives the final numbers only (README).
 
+The tiny teacher of the distillation half (conf/base/tiny_teacher.yaml) is pre-trained on clean
+traces that write every product of a multi-digit number with its partial products
+(:func:`long_product`, ``3240*6=(3*6=18)(32*6=192)(324*6=1944)19440``), a way of reasoning
+the base never saw: with it the same architecture solves 62% of the five-digit band in 64
+samples, where the base solves 0.7% (and the teacher with plain clean traces 15%).
+
 Two correctness levels: the final answer (what the verifier rewards), and whole-trace validity
 (every step's arithmetic right and each step chaining from the previous result), the automated
 form of the study's manual check that correct answers came with correct chains of thought.
@@ -110,18 +116,20 @@ def format_solution(steps: list[str], answer: int | str) -> str:
 
 
 def long_product(acc: int, b: int) -> str:
-    """The step ``acc*b`` with its partial products written out, digit by digit of ``acc``
-    from the left (Horner: p_1 = d_1*b, p_i = 10*p_(i-1) + d_i*b, the product is p_m), each
-    partial in parentheses: ``3024*6=(18)(180)(1812)18144``. Every partial changes only the last
-    digits of the one before, which a model this size learns; a whole product of a 4-digit
-    number it rarely gets right. Single-digit ``acc``: the plain step."""
-    digits = [int(ch) for ch in str(abs(acc))]
+    """The step ``acc*b`` with its partial products written out: the product of each prefix
+    of ``|acc|``'s digits, from the left, in parentheses, before the result:
+    ``3240*6=(3*6=18)(32*6=192)(324*6=1944)19440``. Each partial is ten times the one before
+    plus the prefix's last digit times ``b``, all of it a few tokens back, which a model this
+    size learns; a whole product of a 4-digit number it rarely gets right (nor the same
+    partials without their prefixes: it loses count of the digits). Single-digit ``acc``:
+    the plain step."""
+    digits = str(abs(acc))
     partials, p = [], 0
-    for d in digits:
-        p = 10 * p + d * b
-        partials.append(p)
+    for i, d in enumerate(digits):
+        p = 10 * p + int(d) * b
+        partials.append(f"({digits[:i + 1]}*{b}={p})")
     sign = "-" if acc < 0 else ""
-    return f"{acc}*{b}=" + "".join(f"({q})" for q in partials[:-1]) + f"{sign}{partials[-1]}"
+    return f"{acc}*{b}=" + "".join(partials[:-1]) + f"{sign}{p}"
 
 
 def clean_steps(chain: Chain) -> list[str]:
@@ -198,11 +206,15 @@ def magnitude(chain: Chain) -> int:
 
 def make_records(seed: int, n_train: int, min_ops: int, max_ops: int, test_ops: Sequence[int],
                  bands: Sequence[Sequence[int]], test_per_band: Sequence[int],
-                 val_per_band: Sequence[int] = ()) -> list[Record]:
+                 val_per_band: Sequence[int] = (),
+                 train_bands: Sequence[Sequence[int]] | None = None) -> list[Record]:
     """Deterministic train, validation and test problems, pairwise distinct.
 
     Train: ``n_train`` chains spread evenly over ``min_ops..max_ops`` operations, drawn
-    uniformly (every magnitude). Held-out sets are stratified: for every difficulty in
+    uniformly (every magnitude); with ``train_bands`` (``[[lo, hi], ...]``, inclusive) spread
+    evenly over (operations, band) pairs instead, leaving out the bands a chain of that many
+    operations cannot reach (the distillation recipe's problems, where big products must not
+    be rare). Held-out sets are stratified: for every difficulty in
     ``test_ops`` (inclusive bounds) and every magnitude band ``bands[b] = [lo, hi]``
     (inclusive bounds on :func:`magnitude`), ``test_per_band[b]`` test and
     ``val_per_band[b]`` validation chains (empty: no validation split). Held-out sets are
@@ -224,11 +236,14 @@ def make_records(seed: int, n_train: int, min_ops: int, max_ops: int, test_ops: 
         for d in range(lo, hi + 1):
             for band, k in zip(bands, counts):
                 records += _draw(rng, d, k, split, seen, (int(band[0]), int(band[1])))
-    per_d = [n_train // (max_ops - min_ops + 1)] * (max_ops - min_ops + 1)
-    per_d[-1] += n_train - sum(per_d)
-    for d, k in zip(range(min_ops, max_ops + 1), per_d):
+    cells = [(d, None) for d in range(min_ops, max_ops + 1)] if not train_bands else [
+        (d, (int(b[0]), int(b[1]))) for d in range(min_ops, max_ops + 1) for b in train_bands
+        if 9 ** (d + 1) >= int(b[0])]   # 9*9*...*9: the largest magnitude d operations reach
+    per = [n_train // len(cells)] * len(cells)
+    per[-1] += n_train - sum(per)
+    for (d, band), k in zip(cells, per):
         used = sum(1 for r in records if r.difficulty == d)
-        records += _draw(rng, d, min(k, distinct(d) - used), "train", seen)
+        records += _draw(rng, d, min(k, distinct(d) - used), "train", seen, band)
     return records
 
 

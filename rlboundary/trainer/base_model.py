@@ -110,11 +110,13 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
 
 def pretrain(model, tokenizer, pairs, template: str, steps: int, batch_size: int, lr: float,
              warmup_steps: int, weight_decay: float, progress: bool = True) -> list[float]:
-    """AdamW with warm-up and cosine decay; loss on the completion tokens only."""
+    """AdamW with warm-up and cosine decay; loss on the completion tokens only. A text longer
+    than the model's positions (the teacher's longest traces, tasks/arithmetic.long_product)
+    is left out; the base's texts all fit, so its batches are as they were."""
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay,
                             betas=(0.9, 0.98))
-    encoded = encode_pairs(tokenizer, pairs, template)
     row_len = model.config.max_position_embeddings
+    encoded = [e for e in encode_pairs(tokenizer, pairs, template) if len(e[0]) <= row_len]
     losses = []
     bar = tqdm(range(steps), desc="pre-train tiny base", disable=not progress, mininterval=2)
     model.train()
