@@ -50,17 +50,15 @@ def versus_base(base: pd.DataFrame, cur: pd.DataFrame, k: int, n_boot: int = 200
     n, c, bn, bc = (x.to_numpy(int) for x in (cur["n"], cur["c"], b["n"], b["c"]))
     nt, bnt = n_target(cur), n_target(b)
     row: dict[str, float] = {}
-    for kk in (1, k):
+    grid = k_grid(k)   # 1, 2, 4, ..., k: the paired differences at every k, once
+    d, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, grid, n_boot=n_boot, seed=seed,
+                                        n_target_a=nt, n_target_b=bnt)
+    for kk, i in ((1, 0), (k, -1)):
         lo, hi = probes.bootstrap_ci(n, c, kk, n_boot=n_boot, seed=seed, n_target=nt)
         row[f"pass@{kk}"] = float(probes.pass_at_k_curve(n, c, kk, nt)[0])
         row[f"pass@{kk}_lo"], row[f"pass@{kk}_hi"] = float(lo[0]), float(hi[0])
-        d, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, kk, n_boot=n_boot, seed=seed,
-                                            n_target_a=nt, n_target_b=bnt)
         row[f"diff@{kk}"], row[f"diff@{kk}_lo"], row[f"diff@{kk}_hi"] = (
-            float(d[0]), float(dlo[0]), float(dhi[0]))
-    grid = k_grid(k)
-    _, dlo, dhi = probes.paired_diff_ci(n, c, bn, bc, grid, n_boot=n_boot, seed=seed,
-                                        n_target_a=nt, n_target_b=bnt)
+            float(d[i]), float(dlo[i]), float(dhi[i]))
     row["vs_base"] = boundary_verdict(grid, dlo, dhi)
     row["diff_lo_min"], row["diff_hi_max"] = float(dlo.min()), float(dhi.max())
     row["delta_se"] = probes.delta_se(bn, bc, n, c, k, base_target=bnt, pol_target=nt).value

@@ -157,7 +157,7 @@ def noisy_solution(chain: Chain, rng: random.Random, p_direct: float = 0.2,
         new = apply(acc, op, b)
         if i == err_at:
             new += rng.choice([-10, -2, -1, 1, 2, 10])
-        if long and op == "*" and abs(acc) >= 10 and new == apply(acc, op, b):
+        if long and op == "*" and abs(acc) >= 10 and i != err_at:
             steps.append(long_product(acc, b))
             acc = new
             continue
